@@ -1,0 +1,1 @@
+"""orchestrator: a serverless-style job runner for lead and CRM automation."""

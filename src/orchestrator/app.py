@@ -1,0 +1,83 @@
+"""create_app(): the Litestar application, assembled from its plugins and controllers."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from advanced_alchemy.extensions.litestar import (
+    AsyncSessionConfig,
+    EngineConfig,
+    SQLAlchemyAsyncConfig,
+    SQLAlchemyPlugin,
+)
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins.problem_details import ProblemDetailsPlugin
+from redis.asyncio import Redis
+
+from orchestrator.db import engine_options
+from orchestrator.errors import internal_error_handler, problem_details_config
+from orchestrator.health import HealthController
+from orchestrator.leads.controllers import LeadController
+from orchestrator.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """One app per process: Granian calls this in every worker, so engines and clients are per worker."""
+    settings = settings or get_settings()
+    alchemy = SQLAlchemyAsyncConfig(
+        connection_string=settings.sqlalchemy_url,
+        engine_config=EngineConfig(**engine_options(settings)),
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        # The request owns the transaction: committed on 2xx/3xx, rolled back otherwise.
+        before_send_handler="autocommit",
+        create_all=False,
+    )
+
+    @asynccontextmanager
+    async def redis_client(app: Litestar) -> AsyncIterator[None]:
+        app.state.redis = Redis.from_url(
+            settings.redis_dsn,
+            socket_connect_timeout=settings.ready_timeout_s,
+            socket_timeout=settings.ready_timeout_s,
+        )
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+
+    return Litestar(
+        route_handlers=[HealthController, LeadController],
+        plugins=[SQLAlchemyPlugin(config=alchemy), ProblemDetailsPlugin(problem_details_config)],
+        dependencies={
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "redis": Provide(_redis_from_state, sync_to_thread=False),
+        },
+        exception_handlers={Exception: internal_error_handler},
+        lifespan=[redis_client],
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="orchestrator",
+            version="0.1.0",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        logging_config=LoggingConfig(
+            root={"level": logging.getLevelName(settings.log_level.upper()), "handlers": ["queue_listener"]},
+            log_exceptions="debug",
+        ),
+    )
+
+
+def _redis_from_state(state: State) -> Redis:
+    redis: Redis = state.redis
+    return redis

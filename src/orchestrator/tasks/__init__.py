@@ -1,0 +1,1 @@
+"""Tasks: durable job invocations and their history."""

@@ -1,0 +1,73 @@
+"""The `tasks` and `task_events` tables: current state and append-only history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import BigInteger, CheckConstraint, Enum, ForeignKey, Identity, Index, String, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+from uuid_utils.compat import uuid7
+
+from orchestrator.db import Base, Timestamped
+from orchestrator.tasks.status import TaskStatus
+
+
+def status_type(name: str) -> Enum:
+    """A VARCHAR with a CHECK of the known statuses: adding a status is a plain migration."""
+    return Enum(
+        TaskStatus,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda statuses: [s.value for s in statuses],
+    )
+
+
+class Task(Timestamped, Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid7)
+    type: Mapped[str] = mapped_column(String(100))
+    status: Mapped[TaskStatus] = mapped_column(status_type("status"), server_default=TaskStatus.PENDING.value)
+    payload: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    attempts: Mapped[int] = mapped_column(server_default=text("0"))
+    max_attempts: Mapped[int] = mapped_column(server_default=text("3"))
+    timeout_s: Mapped[float | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    run_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
+        # The reconciler's scan: due work by status.
+        Index("ix_tasks_status_run_at", "status", "run_at"),
+        Index("ix_tasks_lead_id", "lead_id"),
+        Index("ix_tasks_parent_id", "parent_id"),
+        Index("ix_tasks_created_at_id", "created_at", "id"),
+    )
+
+
+class TaskEvent(Base):
+    __tablename__ = "task_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    from_status: Mapped[TaskStatus | None] = mapped_column(status_type("from_status"))
+    to_status: Mapped[TaskStatus] = mapped_column(status_type("to_status"))
+    attempt: Mapped[int] = mapped_column(server_default=text("0"))
+    at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    worker_id: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any] | None]
+
+    __table_args__ = (Index("ix_task_events_task_id_id", "task_id", "id"),)

@@ -1,0 +1,27 @@
+"""The task state machine: statuses and the transitions allowed between them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    RETRY = "RETRY"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+# to-status -> the statuses it may be entered from; every guarded UPDATE uses this.
+ALLOWED_FROM: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.PROCESSING: frozenset({TaskStatus.PENDING, TaskStatus.RETRY}),
+    TaskStatus.COMPLETED: frozenset({TaskStatus.PROCESSING}),
+    TaskStatus.RETRY: frozenset({TaskStatus.PROCESSING}),
+    TaskStatus.FAILED: frozenset({TaskStatus.PROCESSING}),
+    TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.RETRY, TaskStatus.PROCESSING}),
+    TaskStatus.PENDING: frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED}),
+}
