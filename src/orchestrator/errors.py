@@ -72,19 +72,27 @@ def from_domain_error(exc: DomainError) -> ProblemDetailsException:
 def from_validation_error(exc: ValidationException) -> ProblemDetailsException:
     """Litestar answers 400 for every validation error; a well-formed request with bad values is 422."""
     errors = [
-        {"field": item.get("key") or "body", "message": item.get("message", ""), "in": item.get("source") or "body"}
+        {
+            "field": item.get("key") or "body",
+            "message": item.get("message", ""),
+            "in": item.get("source") or "body",
+        }
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict)
     ]
     if not errors:
         return _problem(400, "Bad Request", str(exc.detail))
     fields = ", ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return _problem(HTTP_422_UNPROCESSABLE_ENTITY, "Unprocessable Content", f"Invalid {fields}", errors=errors)
+    return _problem(
+        HTTP_422_UNPROCESSABLE_ENTITY, "Unprocessable Content", f"Invalid {fields}", errors=errors
+    )
 
 
 def from_stale_data(_: StaleDataError) -> ProblemDetailsException:
     # Another writer committed between our read and our versioned UPDATE.
-    return _problem(HTTP_412_PRECONDITION_FAILED, "Precondition Failed", "The resource changed; read it again")
+    return _problem(
+        HTTP_412_PRECONDITION_FAILED, "Precondition Failed", "The resource changed; read it again"
+    )
 
 
 def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
@@ -109,9 +117,9 @@ def _mapping(extra: Any) -> dict[str, Any]:
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Unexpected errors: log them whole, tell the client nothing about our internals."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred").to_response(
-        request
-    )
+    return _problem(
+        HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred"
+    ).to_response(request)
 
 
 problem_details_config = ProblemDetailsConfig(

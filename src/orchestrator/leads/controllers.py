@@ -6,7 +6,7 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post, put
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +17,7 @@ from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
 from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 
 IfMatch = Annotated[
-    str | None, Parameter(header="If-Match", required=False, description="An ETag from a previous read")
+    str | None, HeaderParameter(name="If-Match", required=False, description="An ETag from a previous read")
 ]
 
 

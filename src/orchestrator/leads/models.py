@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Enum, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -51,7 +51,7 @@ class Lead(Timestamped, Base):
     # SQLAlchemy adds "AND version = :seen" to every UPDATE/DELETE and bumps it: a lost update
     # becomes a StaleDataError instead of silently overwriting another writer.
     # eager_defaults: read server-made columns (timestamps) back through RETURNING, no extra SELECT.
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version, "eager_defaults": True}
+    __mapper_args__ = {"version_id_col": version, "eager_defaults": True}
     __table_args__ = (
         Index("uq_leads_email_lower", func.lower(email), unique=True),
         Index("ix_leads_company", "company"),

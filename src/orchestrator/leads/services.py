@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,8 @@ from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
+    import uuid
+
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from orchestrator.leads.schemas import LeadPatch, LeadWrite
@@ -61,7 +62,9 @@ async def list_leads(
     return leads, None
 
 
-async def replace_lead(session: AsyncSession, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None) -> Lead:
+async def replace_lead(
+    session: AsyncSession, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None
+) -> Lead:
     lead = await _get_for_write(session, lead_id, if_match)
     for name, value in data.model_dump().items():
         setattr(lead, name, value)
@@ -69,7 +72,9 @@ async def replace_lead(session: AsyncSession, lead_id: uuid.UUID, data: LeadWrit
     return lead
 
 
-async def patch_lead(session: AsyncSession, lead_id: uuid.UUID, data: LeadPatch, if_match: str | None) -> Lead:
+async def patch_lead(
+    session: AsyncSession, lead_id: uuid.UUID, data: LeadPatch, if_match: str | None
+) -> Lead:
     lead = await _get_for_write(session, lead_id, if_match)
     changes = data.model_dump(exclude_unset=True)
     if "attributes" in changes:

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine with Python 3.11+ and make: `make up` and `make test`.
+# uv is bootstrapped with pip when missing; everything else comes from uv.lock.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+VENV := .venv/.synced
+
+.PHONY: up test lint format check clean
+
+$(VENV): pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
+		|| $(PYTHON) -m pip install --quiet --user --break-system-packages uv
+	$(UV) sync --locked
+	@touch $@
+
+up: $(VENV)  ## run the service (embedded PostgreSQL and Redis unless DATABASE_URL/REDIS_URL are set)
+	$(UV) run --locked orchestrator up
+
+test: $(VENV)  ## the whole suite against real PostgreSQL and Redis (pytest exits non-zero if it collects nothing)
+	$(UV) run --locked pytest
+
+lint: $(VENV)
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy
+
+format: $(VENV)
+	$(UV) run --locked ruff check --fix .
+	$(UV) run --locked ruff format .
+
+check: lint test
+
+clean:
+	rm -rf .venv .orchestrator

@@ -1,0 +1,92 @@
+"""Real servers for the whole session: DATABASE_URL/REDIS_URL when set, embedded ones otherwise.
+
+Every session gets its own throw-away database, so parallel runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from orchestrator.cli import migrate_to_head
+from orchestrator.embedded import embedded_postgres, embedded_redis
+from orchestrator.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+
+def plain_url(url: str, database: str | None = None) -> str:
+    """A libpq-style URL (what asyncpg.connect takes), optionally pointing at another database."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def environment_settings() -> Settings:
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def server_urls(
+    environment_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """(PostgreSQL admin URL, Redis URL) of running servers."""
+    with ExitStack() as stack:
+        postgres = environment_settings.database_url or stack.enter_context(
+            embedded_postgres(tmp_path_factory.mktemp("embedded") / "postgres", database="postgres")
+        )
+        redis = environment_settings.redis_url or stack.enter_context(
+            embedded_redis(tmp_path_factory.mktemp("embedded-redis"))
+        )
+        yield plain_url(postgres), redis
+
+
+async def create_database(admin_url: str, prefix: str) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return plain_url(admin_url, name)
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh database for this test session, migrated to head."""
+    admin_url, _ = server_urls
+    url = await create_database(admin_url, "orchestrator_test")
+    # Alembic's env runs its own event loop: keep it off this one.
+    await asyncio.to_thread(migrate_to_head, Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    yield url
+    await drop_database(admin_url, url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=database_url,
+        redis_url=server_urls[1],
+        api_workers=2,
+        db_pool_size=4,
+        db_max_overflow=2,
+        max_request_body_bytes=64 * 1024,
+    )

@@ -1,0 +1,91 @@
+"""Real `orchestrator` processes on loopback, stopped with real signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Service:
+    """One `python -m orchestrator ...` process group, with its output kept in a log file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        self.args, self.env, self.log, self.port = args, env, log, port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.base_url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", *self.args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def wait_ready(self, path: str = "/ready", timeout_s: float = 90.0) -> None:
+        async with httpx.AsyncClient(base_url=self.base_url) as client:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    assert self.process is not None
+                    if self.process.poll() is not None:
+                        raise AssertionError(f"exited {self.process.returncode}:\n{self.log.read_text()}")
+                    try:
+                        if (await client.get(path)).status_code == 200:
+                            return
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.2)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        """Signal the main process (SIGTERM) or the whole group (SIGKILL: a crash); wait for it."""
+        assert self.process is not None
+        if sig == signal.SIGKILL:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        else:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout_s)
+        self.process = None
+        return code
+
+    def kill_leftovers(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """The caller's environment minus settings that would leak into the service under test."""
+    keep = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "API_PORT"}}
+    return keep | {"PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def services() -> Iterator[list[Service]]:
+    started: list[Service] = []
+    yield started
+    for service in started:
+        service.kill_leftovers()

@@ -1,0 +1,128 @@
+"""PUT, PATCH and DELETE /leads/{id}, with optimistic concurrency through ETag / If-Match."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.factories import lead_body
+
+
+async def _lead(client, **fields):
+    response = await client.post("/leads", json=lead_body(**fields))
+    assert response.status_code == 201
+    return response.json(), response.headers["etag"]
+
+
+async def test_put_replaces_every_writable_field_and_bumps_version(client):
+    lead, tag = await _lead(client, company="Old", score=10, attributes={"keep": False})
+    replacement = lead_body(company="New", score=None, attributes={"only": "this"}, status="contacted")
+    response = await client.put(f"/leads/{lead['id']}", json=replacement, headers={"If-Match": tag})
+    assert response.status_code == 200
+    assert response.headers["etag"] == '"2"'
+    stored = (await client.get(f"/leads/{lead['id']}")).json()
+    for field, value in replacement.items():
+        assert stored[field] == value, field
+    assert stored["version"] == 2
+    assert stored["created_at"] == lead["created_at"]
+    assert stored["updated_at"] >= lead["updated_at"]
+
+
+async def test_put_omitting_optional_fields_clears_them(client):
+    lead, _ = await _lead(client, company="Acme", source="web")
+    response = await client.put(f"/leads/{lead['id']}", json={"email": lead["email"]})
+    assert response.status_code == 200
+    assert response.json()["company"] is None
+    assert response.json()["source"] is None
+
+
+async def test_put_with_stale_etag_is_412_and_changes_nothing(client):
+    lead, stale = await _lead(client, company="Original")
+    await client.put(f"/leads/{lead['id']}", json=lead_body(email=lead["email"], company="Second"))
+    response = await client.put(
+        f"/leads/{lead['id']}",
+        json=lead_body(email=lead["email"], company="Lost"),
+        headers={"If-Match": stale},
+    )
+    assert response.status_code == 412
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert (await client.get(f"/leads/{lead['id']}")).json()["company"] == "Second"
+
+
+async def test_if_match_star_and_lists_follow_rfc_9110(client):
+    lead, _ = await _lead(client)
+    url = f"/leads/{lead['id']}"
+    assert (await client.patch(url, json={"score": 1}, headers={"If-Match": "*"})).status_code == 200
+    assert (await client.patch(url, json={"score": 2}, headers={"If-Match": '"9", "2"'})).status_code == 200
+    # A weak tag never satisfies If-Match (strong comparison).
+    assert (await client.patch(url, json={"score": 3}, headers={"If-Match": 'W/"3"'})).status_code == 412
+
+
+async def test_patch_changes_only_the_fields_sent(client):
+    lead, tag = await _lead(client, company="Acme", source="web", score=5)
+    response = await client.patch(f"/leads/{lead['id']}", json={"score": 77}, headers={"If-Match": tag})
+    assert response.status_code == 200
+    patched = response.json()
+    assert patched["score"] == 77
+    assert patched["company"] == "Acme"
+    assert patched["source"] == "web"
+    assert patched["version"] == 2
+
+
+async def test_patch_merges_attributes_and_null_removes_a_key(client):
+    lead, _ = await _lead(client, attributes={"a": 1, "nested": {"x": 1, "y": 2}, "drop": True})
+    patch = {"attributes": {"b": 2, "nested": {"y": None, "z": 3}, "drop": None}}
+    response = await client.patch(f"/leads/{lead['id']}", json=patch)
+    assert response.json()["attributes"] == {"a": 1, "b": 2, "nested": {"x": 1, "z": 3}}
+
+
+async def test_patch_with_stale_etag_is_412_and_changes_nothing(client):
+    lead, stale = await _lead(client, score=1)
+    await client.patch(f"/leads/{lead['id']}", json={"score": 2})
+    response = await client.patch(f"/leads/{lead['id']}", json={"score": 3}, headers={"If-Match": stale})
+    assert response.status_code == 412
+    assert (await client.get(f"/leads/{lead['id']}")).json()["score"] == 2
+
+
+async def test_patch_that_would_leave_no_contact_is_422(client):
+    lead, _ = await _lead(client)
+    response = await client.patch(f"/leads/{lead['id']}", json={"email": None, "phone": None})
+    assert response.status_code == 422
+    assert (await client.get(f"/leads/{lead['id']}")).json()["email"] == lead["email"]
+
+
+async def test_patch_bad_values_are_422_naming_the_field(client):
+    lead, _ = await _lead(client)
+    for body, field in (({"email": "nope"}, "email"), ({"status": None}, "status"), ({"score": -1}, "score")):
+        response = await client.patch(f"/leads/{lead['id']}", json=body)
+        assert response.status_code == 422, body
+        assert field in response.json()["detail"]
+
+
+async def test_changing_email_to_another_leads_is_409(client):
+    first, _ = await _lead(client)
+    second, _ = await _lead(client)
+    response = await client.patch(f"/leads/{second['id']}", json={"email": first["email"].upper()})
+    assert response.status_code == 409
+    assert (await client.get(f"/leads/{second['id']}")).json()["email"] == second["email"]
+
+
+async def test_delete_is_204_then_404(client):
+    lead, tag = await _lead(client)
+    response = await client.delete(f"/leads/{lead['id']}", headers={"If-Match": tag})
+    assert response.status_code == 204
+    assert (await client.get(f"/leads/{lead['id']}")).status_code == 404
+    assert (await client.delete(f"/leads/{lead['id']}")).status_code == 404
+
+
+async def test_delete_with_stale_etag_is_412_and_keeps_the_lead(client):
+    lead, stale = await _lead(client)
+    await client.patch(f"/leads/{lead['id']}", json={"score": 9})
+    response = await client.delete(f"/leads/{lead['id']}", headers={"If-Match": stale})
+    assert response.status_code == 412
+    assert (await client.get(f"/leads/{lead['id']}")).status_code == 200
+
+
+async def test_writes_to_an_unknown_lead_are_404(client):
+    url = f"/leads/{uuid.uuid4()}"
+    assert (await client.put(url, json=lead_body())).status_code == 404
+    assert (await client.patch(url, json={"score": 1})).status_code == 404

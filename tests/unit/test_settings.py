@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from orchestrator.errors import Unprocessable
+from orchestrator.pagination import decode_cursor, encode_cursor
+from orchestrator.settings import to_asyncpg_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@h:5/db", "postgresql+asyncpg://u:p@h:5/db"),
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        (
+            "postgresql://postgres:@/db?host=/tmp/sock",
+            "postgresql+asyncpg://postgres:@/db?host=%2Ftmp%2Fsock",
+        ),
+    ],
+)
+def test_database_urls_are_given_the_asyncpg_driver(url, expected):
+    assert to_asyncpg_url(url) == expected
+
+
+def test_cursor_round_trip_and_garbage():
+    value = uuid.uuid4()
+    assert decode_cursor(encode_cursor(value)) == value
+    with pytest.raises(Unprocessable):
+        decode_cursor("not a cursor")
