@@ -6,6 +6,7 @@ Every session gets its own throw-away database, so parallel runs never see each 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
@@ -89,4 +90,21 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         db_pool_size=4,
         db_max_overflow=2,
         max_request_body_bytes=64 * 1024,
+        # Our own queue on a shared Redis; fast leases and reconciler rounds so faults heal in seconds.
+        queue_name=f"orchestrator-test-{uuid.uuid4().hex[:8]}",
+        job_packages=["jobs", "tests.jobs"],
+        task_lease_s=3.0,
+        task_heartbeat_s=0.3,
+        reconcile_interval_s=0.5,
+        shutdown_grace_s=5,
     )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = {
+        name.upper(): json.dumps(value) if isinstance(value, list) else str(value)
+        for name, value in settings.model_dump(exclude={"saq_ui_token", "data_dir"}).items()
+        if value is not None
+    }
+    return env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -19,13 +20,19 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
-from redis.asyncio import Redis
+from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
+from redis.exceptions import RedisError
 
 from orchestrator.db import engine_options
 from orchestrator.errors import internal_error_handler, problem_details_config
 from orchestrator.health import HealthController
 from orchestrator.leads.controllers import LeadController
+from orchestrator.runner.registry import discover
+from orchestrator.runner.worker import make_queue
+from orchestrator.saq_ui import saq_ui_dependencies, saq_ui_handlers, saq_ui_signature_namespace
 from orchestrator.settings import Settings, get_settings
+from orchestrator.tasks.controllers import JobTypeController, LeadTaskController, TaskController
+from orchestrator.tasks.submit import deliver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -43,27 +50,39 @@ def create_app(settings: Settings | None = None) -> Litestar:
         create_all=False,
     )
 
+    registry = discover(settings.job_packages)
+
     @asynccontextmanager
-    async def redis_client(app: Litestar) -> AsyncIterator[None]:
-        app.state.redis = Redis.from_url(
-            settings.redis_dsn,
-            socket_connect_timeout=settings.ready_timeout_s,
-            socket_timeout=settings.ready_timeout_s,
-        )
+    async def job_queue(app: Litestar) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.queue = make_queue(settings)
         try:
             yield
         finally:
-            await app.state.redis.aclose()
+            # Under Ctrl-C an embedded Redis may already be gone; nothing is left to flush.
+            with contextlib.suppress(RedisError, OSError):
+                await app.state.queue.disconnect()
 
     return Litestar(
-        route_handlers=[HealthController, LeadController],
+        route_handlers=[
+            HealthController,
+            LeadController,
+            TaskController,
+            LeadTaskController,
+            JobTypeController,
+            *saq_ui_handlers(),
+        ],
         plugins=[SQLAlchemyPlugin(config=alchemy), ProblemDetailsPlugin(problem_details_config)],
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
+            "registry": Provide(lambda: registry, sync_to_thread=False),
             "redis": Provide(_redis_from_state, sync_to_thread=False),
+            **saq_ui_dependencies,
         },
         exception_handlers={Exception: internal_error_handler},
-        lifespan=[redis_client],
+        after_response=deliver,
+        signature_namespace=saq_ui_signature_namespace,
+        lifespan=[job_queue],
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(
             title="orchestrator",
@@ -79,5 +98,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
 
 def _redis_from_state(state: State) -> Redis:
-    redis: Redis = state.redis
+    redis: Redis = state.queue.redis
     return redis

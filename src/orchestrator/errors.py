@@ -59,7 +59,7 @@ class PreconditionFailed(DomainError):
     title = "Precondition Failed"
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> ProblemDetailsException:
+def _problem(status: int, title: str, detail: str, /, **extra: Any) -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=status, title=title, detail=detail, extra=extra or None, type_="about:blank"
     )

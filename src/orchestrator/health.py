@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -45,7 +46,10 @@ class HealthController(Controller):
 
     @get("/ready")
     async def ready(
-        self, db_engine: AsyncEngine, redis: Redis, settings: Settings
+        self,
+        db_engine: NamedDependency[AsyncEngine],
+        redis: NamedDependency[Redis],
+        settings: NamedDependency[Settings],
     ) -> Response[dict[str, Any]]:
         """200 when PostgreSQL and Redis both answer within the readiness timeout, else 503."""
         postgres, redis_state = await asyncio.gather(

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -35,6 +35,21 @@ class Settings(BaseSettings):
     ready_timeout_s: float = Field(default=2.0, gt=0)
 
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    job_packages: list[str] = Field(default=["jobs"], description="Packages whose modules declare jobs")
+    queue_name: str = "orchestrator"
+    worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    worker_concurrency: int = Field(default=20, ge=1, description="Jobs run at once per worker process")
+    task_lease_s: float = Field(
+        default=15.0, gt=0, description="A PROCESSING task not renewed this long is lost"
+    )
+    task_heartbeat_s: float = Field(
+        default=1.0, gt=0, description="Lease renewal; also how fast cancel lands"
+    )
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    shutdown_grace_s: int = Field(default=10, ge=0, description="SIGTERM: time for in-flight jobs to finish")
+    saq_job_ttl_s: int = Field(default=60, ge=1, description="How long Redis keeps a finished job for the UI")
+    saq_ui_token: SecretStr | None = Field(default=None, description="Password/bearer token for /saq")
 
     log_level: str = "INFO"
 

@@ -9,14 +9,24 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from litestar.testing import AsyncTestClient
+
+from orchestrator.app import create_app
+from tests.conftest import settings_env
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
+
+    from litestar import Litestar
+
+    from orchestrator.settings import Settings
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 def free_port() -> int:
@@ -29,7 +39,7 @@ def free_port() -> int:
 class Service:
     """One `python -m orchestrator ...` process group, with its output kept in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, port: int | None = None) -> None:
         self.args, self.env, self.log, self.port = args, env, log, port
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = f"http://127.0.0.1:{port}"
@@ -45,18 +55,18 @@ class Service:
             )
 
     async def wait_ready(self, path: str = "/ready", timeout_s: float = 90.0) -> None:
-        async with httpx.AsyncClient(base_url=self.base_url) as client:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    assert self.process is not None
-                    if self.process.poll() is not None:
-                        raise AssertionError(f"exited {self.process.returncode}:\n{self.log.read_text()}")
-                    try:
-                        if (await client.get(path)).status_code == 200:
-                            return
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.2)
+        async with httpx.AsyncClient(base_url=self.base_url) as client, asyncio.timeout(timeout_s):
+            while True:
+                self.assert_running()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(path)).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+
+    def assert_running(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"exited {self.process.returncode}:\n{self.log.read_text()}")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 30.0) -> int:
         """Signal the main process (SIGTERM) or the whole group (SIGKILL: a crash); wait for it."""
@@ -89,3 +99,37 @@ def services() -> Iterator[list[Service]]:
     yield started
     for service in started:
         service.kill_leftovers()
+
+
+@pytest.fixture(scope="module")
+def worker_service(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """`orchestrator worker --processes 2` for the tests of one module."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1"}
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    worker = Service(["worker", "--processes", "2", "--concurrency", "10"], env, log)
+    worker.start()
+    yield worker
+    worker.kill_leftovers()
+
+
+@pytest.fixture(scope="module")
+async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        yield client
+
+
+async def wait_for(
+    client: AsyncTestClient[Any], task_id: str, statuses: set[str] = TERMINAL, timeout_s: float = 30.0
+) -> dict[str, Any]:
+    """Poll GET /tasks/{id} until its status is one of `statuses`."""
+    task: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                task = (await client.get(f"/tasks/{task_id}")).json()
+                if task["status"] in statuses:
+                    return task
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"task {task_id} never reached {statuses}: {task}") from None

@@ -6,7 +6,8 @@ import uuid
 from typing import Annotated
 
 from litestar import Controller, Response, delete, get, patch, post, put
-from litestar.params import HeaderParameter, Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,17 +34,19 @@ class LeadController(Controller):
     tags = ["leads"]
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_lead(self, db_session: AsyncSession, data: LeadWrite) -> Response[LeadRead]:
+    async def create_lead(
+        self, db_session: NamedDependency[AsyncSession], data: JSONBody[LeadWrite]
+    ) -> Response[LeadRead]:
         return _lead_response(await services.create_lead(db_session, data), HTTP_201_CREATED)
 
     @get("/")
     async def list_leads(
         self,
-        db_session: AsyncSession,
+        db_session: NamedDependency[AsyncSession],
         email: Annotated[str | None, Parameter(max_length=320)] = None,
         company: Annotated[str | None, Parameter(max_length=200)] = None,
         source: Annotated[str | None, Parameter(max_length=100)] = None,
-        status: LeadStatus | None = None,
+        status: FromQuery[LeadStatus | None] = None,
         cursor: Annotated[str | None, Parameter(max_length=64)] = None,
         limit: Annotated[int, Parameter(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
     ) -> LeadPage:
@@ -52,21 +55,33 @@ class LeadController(Controller):
         return LeadPage(items=[LeadRead.model_validate(lead) for lead in leads], next_cursor=next_cursor)
 
     @get("/{lead_id:uuid}")
-    async def get_lead(self, db_session: AsyncSession, lead_id: uuid.UUID) -> Response[LeadRead]:
+    async def get_lead(
+        self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID]
+    ) -> Response[LeadRead]:
         return _lead_response(await services.get_lead(db_session, lead_id))
 
     @put("/{lead_id:uuid}")
     async def replace_lead(
-        self, db_session: AsyncSession, lead_id: uuid.UUID, data: LeadWrite, if_match: IfMatch
+        self,
+        db_session: NamedDependency[AsyncSession],
+        lead_id: FromPath[uuid.UUID],
+        data: JSONBody[LeadWrite],
+        if_match: IfMatch,
     ) -> Response[LeadRead]:
         return _lead_response(await services.replace_lead(db_session, lead_id, data, if_match))
 
     @patch("/{lead_id:uuid}")
     async def patch_lead(
-        self, db_session: AsyncSession, lead_id: uuid.UUID, data: LeadPatch, if_match: IfMatch
+        self,
+        db_session: NamedDependency[AsyncSession],
+        lead_id: FromPath[uuid.UUID],
+        data: JSONBody[LeadPatch],
+        if_match: IfMatch,
     ) -> Response[LeadRead]:
         return _lead_response(await services.patch_lead(db_session, lead_id, data, if_match))
 
     @delete("/{lead_id:uuid}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_lead(self, db_session: AsyncSession, lead_id: uuid.UUID, if_match: IfMatch) -> None:
+    async def delete_lead(
+        self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID], if_match: IfMatch
+    ) -> None:
         await services.delete_lead(db_session, lead_id, if_match)

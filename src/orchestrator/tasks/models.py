@@ -58,6 +58,7 @@ class Task(Timestamped, Base):
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
 
+    __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),

@@ -23,5 +23,6 @@ ALLOWED_FROM: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.RETRY: frozenset({TaskStatus.PROCESSING}),
     TaskStatus.FAILED: frozenset({TaskStatus.PROCESSING}),
     TaskStatus.CANCELLED: frozenset({TaskStatus.PENDING, TaskStatus.RETRY, TaskStatus.PROCESSING}),
-    TaskStatus.PENDING: frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED}),
+    # FAILED | CANCELLED: a manual retry. PROCESSING: a worker shutting down hands its task back.
+    TaskStatus.PENDING: frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.PROCESSING}),
 }

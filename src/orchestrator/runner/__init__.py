@@ -1,0 +1,1 @@
+"""The job runner: job discovery, SAQ workers, the reconciler."""

@@ -1,0 +1,165 @@
+"""run_task: the one function SAQ calls. Claim the attempt, run the handler, record how it ended."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from orchestrator.runner.job import JobContext, PermanentError
+from orchestrator.tasks import transitions
+from orchestrator.tasks.submit import Delivery, enqueue
+
+if TYPE_CHECKING:
+    from saq.queue import Queue
+    from saq.types import Context
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+    from orchestrator.runner.job import JobType
+    from orchestrator.runner.registry import Registry
+    from orchestrator.settings import Settings
+    from orchestrator.tasks.transitions import Moved
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runner:
+    """Everything run_task needs, made once per worker process."""
+
+    engine: AsyncEngine  # AUTOCOMMIT: each transition is one statement, one round trip
+    sessions: async_sessionmaker[AsyncSession]
+    queue: Queue
+    registry: Registry
+    settings: Settings
+    worker_id: str
+
+    async def run_task(self, ctx: Context, *, task_id: str) -> None:
+        async with self.engine.connect() as db:
+            task = await transitions.move(
+                db,
+                transitions.CLAIM,
+                _uuid(task_id),
+                worker=self.worker_id,
+                lease_s=self.settings.task_lease_s,
+            )
+        if task is None:
+            return  # duplicate, early, late or cancelled delivery: nothing to run
+        job_type = self.registry.get(task.type)
+        if job_type is None:
+            await self._fail(task, f"unknown job type {task.type!r} (not in this worker's job packages)")
+            return
+        try:
+            payload = job_type.payload.model_validate(task.payload)
+        except ValidationError as exc:
+            await self._fail(task, f"invalid payload: {exc}")
+            return
+        await self._run(task, job_type, payload)
+
+    async def _run(self, task: Moved, job_type: JobType[Any], payload: Any) -> None:
+        context = JobContext(
+            task_id=task.id,
+            attempt=task.attempts,
+            lead_id=task.lead_id,
+            sessions=self.sessions,
+            settings=self.settings,
+            logger=logging.LoggerAdapter(logging.getLogger(f"jobs.{task.type}"), {"task_id": str(task.id)}),
+        )
+        handler = asyncio.create_task(job_type.handler(context, payload))
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(task, handler, lost))
+        timeout_s = task.timeout_s or job_type.timeout_s
+        try:
+            result = await asyncio.wait_for(handler, timeout_s)
+        except asyncio.CancelledError:
+            if lost.is_set() and not _being_cancelled():
+                logger.info("task %s: cancelled or taken away while running; handler stopped", task.id)
+                return
+            await self._release(task)  # worker shutting down: hand the task back, uncounted
+            raise
+        except TimeoutError:
+            await self._retry_or_fail(task, job_type, f"timed out after {timeout_s:g} s")
+        except PermanentError as exc:
+            await self._fail(task, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            await self._retry_or_fail(task, job_type, f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        else:
+            await self._finish(transitions.COMPLETE, task, result=_json(result))
+        finally:
+            keeper.cancel()
+
+    async def _keep_lease(self, task: Moved, handler: asyncio.Task[Any], lost: asyncio.Event) -> None:
+        """Renew the lease; when the row says we no longer own the attempt, stop the handler."""
+        while not handler.done():
+            await asyncio.sleep(self.settings.task_heartbeat_s)
+            try:
+                async with self.engine.connect() as db:
+                    owned = await transitions.heartbeat(
+                        db, task.id, task.attempts, self.settings.task_lease_s
+                    )
+            except Exception:  # a database blip must not kill the handler; the lease has slack
+                logger.warning("task %s: lease renewal failed", task.id, exc_info=True)
+                continue
+            if not owned:
+                lost.set()
+                handler.cancel()
+                return
+
+    async def _retry_or_fail(self, task: Moved, job_type: JobType[Any], error: str, trace: str = "") -> None:
+        detail = {"error": error, "traceback": trace[-4000:]} if trace else {"error": error}
+        if task.attempts >= task.max_attempts:
+            await self._finish(transitions.FAIL, task, error=error, detail=detail)
+            return
+        delay_s = job_type.retry.delay_s(task.attempts)
+        moved = await self._finish(transitions.RETRY, task, error=error, delay_s=delay_s, detail=detail)
+        if moved is not None:
+            next_run = _now_plus(delay_s)
+            await enqueue(
+                self.queue, [Delivery(task.id, moved.attempts, next_run)], self.settings.saq_job_ttl_s
+            )
+
+    async def _fail(self, task: Moved, error: str) -> None:
+        await self._finish(transitions.FAIL, task, error=error, detail={"error": error})
+
+    async def _release(self, task: Moved) -> None:
+        # Shielded: this runs while the worker is being cancelled and must still reach the database.
+        await asyncio.shield(self._finish(transitions.RELEASE, task, detail={"reason": "worker shutdown"}))
+
+    async def _finish(
+        self,
+        transition: transitions.Transition,
+        task: Moved,
+        detail: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> Moved | None:
+        async with self.engine.connect() as db:
+            moved = await transitions.move(
+                db, transition, task.id, worker=self.worker_id, detail=detail, attempt=task.attempts, **params
+            )
+        if moved is None:
+            logger.info("task %s: %s refused; it was cancelled or taken over", task.id, transition.to)
+        return moved
+
+
+def _being_cancelled() -> bool:
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
+
+
+def _json(result: Any) -> str:
+    return json.dumps(result, default=str)
+
+
+def _uuid(value: str) -> uuid.UUID:
+    return uuid.UUID(value)
+
+
+def _now_plus(seconds: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)

@@ -1,0 +1,78 @@
+"""A worker process: SAQ's Worker running run_task, plus the reconciler loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from saq import Worker
+from saq.queue.redis import RedisQueue
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from orchestrator.db import engine_options
+from orchestrator.runner.execute import Runner
+from orchestrator.runner.reconciler import reconcile_forever
+from orchestrator.runner.registry import discover
+from orchestrator.tasks.submit import RUN_TASK
+
+if TYPE_CHECKING:
+    from saq.types import Context
+
+    from orchestrator.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def make_queue(settings: Settings) -> RedisQueue:
+    # SAQ throttles a queue to 20 concurrent Redis operations by default; enqueue bursts need more.
+    return RedisQueue.from_url(settings.redis_dsn, name=settings.queue_name, max_concurrent_ops=200)
+
+
+async def serve(settings: Settings, concurrency: int) -> None:
+    """Run until SIGTERM/SIGINT; in-flight jobs get `shutdown_grace_s`, the rest are handed back."""
+    pool = min(concurrency + 2, 20)
+    options = engine_options(settings) | {"pool_size": pool, "max_overflow": pool}
+    engine = create_async_engine(settings.sqlalchemy_url, **options)
+    queue = make_queue(settings)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    runner = Runner(
+        engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        queue=queue,
+        registry=discover(settings.job_packages),
+        settings=settings,
+        worker_id=worker_id,
+    )
+    background: list[asyncio.Task[None]] = []
+
+    async def startup(_: Context) -> None:
+        background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))
+        logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
+
+    async def shutdown(_: Context) -> None:
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await queue.disconnect()
+        await engine.dispose()
+
+    worker = Worker(
+        queue,
+        functions=[(RUN_TASK, runner.run_task)],
+        id=worker_id,
+        concurrency=concurrency,
+        startup=startup,
+        shutdown=shutdown,
+        shutdown_grace_period_s=settings.shutdown_grace_s,
+        # sweep: SAQ's own stuck-job check. Our leases and the reconciler do that job from
+        # PostgreSQL; SAQ's sweep only tidies Redis, so once a minute is plenty.
+        timers={"schedule": 1, "sweep": 60, "abort": 1, "worker_info": 10},
+        dequeue_timeout=1.0,
+    )
+    await queue.connect()
+    await worker.start()

@@ -1,0 +1,220 @@
+"""The durable job runner against real worker processes, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from redis.asyncio import Redis
+
+from orchestrator.runner.worker import make_queue
+from tests.e2e.conftest import wait_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture(autouse=True)
+def _workers_running(worker_service):
+    worker_service.assert_running()
+
+
+@pytest.fixture
+def markers(tmp_path) -> Path:
+    return tmp_path
+
+
+def runs(markers: Path, task_id: str, suffix: str = "started") -> list[int]:
+    """The attempts whose handler started (or was cancelled), from the side-effect files."""
+    return sorted(int(path.name.split(".")[1]) for path in markers.glob(f"{task_id}.*.{suffix}"))
+
+
+async def submit(api, type_: str = "noop", payload: dict[str, Any] | None = None, **fields: Any) -> str:
+    response = await api.post("/tasks", json={"type": type_, "payload": payload or {}, **fields})
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/tasks/{response.json()['id']}"
+    return str(response.json()["id"])
+
+
+def transitions(task: dict[str, Any]) -> list[tuple[str | None, str]]:
+    return [(event["from_status"], event["to_status"]) for event in task["history"]]
+
+
+async def test_submitted_task_completes_with_its_whole_history(api):
+    task_id = await submit(api, "noop", {"echo": {"hello": "world"}})
+    task = await wait_for(api, task_id)
+    assert task["status"] == "COMPLETED"
+    assert task["result"] == {"echo": {"hello": "world"}, "attempt": 1}
+    assert task["attempts"] == 1
+    assert task["started_at"]
+    assert task["finished_at"]
+    assert transitions(task) == [(None, "PENDING"), ("PENDING", "PROCESSING"), ("PROCESSING", "COMPLETED")]
+    assert task["history"][1]["worker_id"] == task["worker_id"]
+
+
+async def test_handler_failing_twice_then_succeeding_completes_on_attempt_three(api, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "fail_attempts": 2})
+    task = await wait_for(api, task_id)
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 3
+    assert transitions(task) == [
+        (None, "PENDING"),
+        ("PENDING", "PROCESSING"),
+        ("PROCESSING", "RETRY"),
+        ("RETRY", "PROCESSING"),
+        ("PROCESSING", "RETRY"),
+        ("RETRY", "PROCESSING"),
+        ("PROCESSING", "COMPLETED"),
+    ]
+    assert "failing attempt 1" in task["history"][2]["detail"]["error"]
+    assert runs(markers, task_id) == [1, 2, 3]
+
+
+async def test_handler_that_always_fails_ends_failed_after_max_attempts(api, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "fail_attempts": 99}, max_attempts=2)
+    task = await wait_for(api, task_id)
+    assert task["status"] == "FAILED"
+    assert task["attempts"] == 2
+    assert "failing attempt 2" in task["error"]
+    assert runs(markers, task_id) == [1, 2]
+
+
+async def test_permanent_error_fails_at_once(api, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "permanent": True})
+    task = await wait_for(api, task_id)
+    assert task["status"] == "FAILED"
+    assert task["attempts"] == 1
+    assert "refused for good" in task["error"]
+
+
+async def test_failed_task_retried_by_hand_runs_again(api, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "fail_attempts": 1}, max_attempts=1)
+    assert (await wait_for(api, task_id))["status"] == "FAILED"
+    retried = await api.post(f"/tasks/{task_id}/retry")
+    assert retried.status_code == 202
+    assert retried.json()["status"] == "PENDING"
+    task = await wait_for(api, task_id)
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 2
+    assert ("FAILED", "PENDING") in transitions(task)
+
+
+async def test_illegal_transitions_are_409_with_the_current_status(api):
+    task_id = await submit(api, "noop")
+    await wait_for(api, task_id)
+    cancel = await api.post(f"/tasks/{task_id}/cancel")
+    assert cancel.status_code == 409
+    assert cancel.json()["current_status"] == "COMPLETED"
+    assert "COMPLETED" in cancel.json()["detail"]
+    retry = await api.post(f"/tasks/{task_id}/retry")
+    assert retry.status_code == 409
+
+
+async def test_every_task_completes_after_redis_loses_everything(api, settings, server_urls):
+    run_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)).isoformat()
+    task_ids = [await submit(api, "noop", {"echo": {"n": n}}, run_at=run_at) for n in range(20)]
+    pending = [(await api.get(f"/tasks/{task_id}")).json()["status"] for task_id in task_ids]
+    assert set(pending) == {"PENDING"}
+
+    await lose_redis_data(settings, embedded=_is_embedded())
+
+    for task_id in task_ids:
+        task = await wait_for(api, task_id, timeout_s=30)
+        assert task["status"] == "COMPLETED", task
+        assert task["attempts"] == 1
+
+
+async def test_worker_killed_mid_job_is_retried_and_finishes(api, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "sleep_s": 2.0})
+    running = await wait_for(api, task_id, {"PROCESSING"})
+    await asyncio.sleep(0.3)
+    os.kill(int(running["worker_id"].rsplit(":", 1)[1]), signal.SIGKILL)
+
+    task = await wait_for(api, task_id, timeout_s=40)
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 2
+    assert ("PROCESSING", "RETRY") in transitions(task)
+    assert "lease expired" in str(task["history"])
+    assert runs(markers, task_id) == [1, 2]
+
+
+async def test_cancelled_pending_task_never_runs(api, markers):
+    run_at = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)).isoformat()
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers)}, run_at=run_at)
+    cancelled = await api.post(f"/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "CANCELLED"
+    await asyncio.sleep(2.5)  # past run_at and a few reconciler rounds
+    task = (await api.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "CANCELLED"
+    assert task["attempts"] == 0
+    assert runs(markers, task_id) == []
+
+
+async def test_cancelled_running_task_stops_and_stays_cancelled(api, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "sleep_s": 30})
+    await wait_for(api, task_id, {"PROCESSING"})
+    cancelled = await api.post(f"/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200
+    async with asyncio.timeout(5):
+        while not runs(markers, task_id, "cancelled"):  # noqa: ASYNC110  (a file another process writes)
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    task = (await api.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "CANCELLED"
+    assert transitions(task)[-1] == ("PROCESSING", "CANCELLED")
+
+
+async def test_duplicate_deliveries_run_the_handler_once_and_finish_once(api, settings, markers):
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "sleep_s": 0.5})
+    queue = make_queue(settings)
+    try:
+        for copy in range(3):  # the same task, delivered under other job keys, racing the first
+            await queue.enqueue("run_task", key=f"{task_id}:dup{copy}", task_id=task_id, timeout=0, retries=1)
+        task = await wait_for(api, task_id)
+        await queue.enqueue("run_task", key=f"{task_id}:late", task_id=task_id, timeout=0, retries=1)
+        await asyncio.sleep(1)
+    finally:
+        await queue.disconnect()
+    task = (await api.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 1
+    assert runs(markers, task_id) == [1]
+    assert transitions(task) == [(None, "PENDING"), ("PENDING", "PROCESSING"), ("PROCESSING", "COMPLETED")]
+
+
+async def test_tasks_of_a_lead_and_filters(api):
+    lead = (await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com"})).json()
+    task_id = await submit(api, "noop", lead_id=lead["id"])
+    await wait_for(api, task_id)
+    listed = (await api.get(f"/leads/{lead['id']}/tasks")).json()["items"]
+    assert task_id in [task["id"] for task in listed]
+    by_type = (await api.get("/tasks", params={"lead_id": lead["id"], "type": "noop"})).json()["items"]
+    assert [task["id"] for task in by_type] == [task_id]
+    unknown_lead = await api.post("/tasks", json={"type": "noop", "lead_id": str(uuid.uuid4())})
+    assert unknown_lead.status_code == 422
+    assert "lead_id" in unknown_lead.json()["detail"]
+
+
+def _is_embedded() -> bool:
+    return os.environ.get("REDIS_URL") is None
+
+
+async def lose_redis_data(settings, embedded: bool) -> None:
+    """FLUSHALL on a Redis the tests started; on a shared one, delete everything of our queue."""
+    redis = Redis.from_url(settings.redis_dsn)
+    try:
+        if embedded:
+            await redis.flushall()
+            return
+        for pattern in (f"saq:{settings.queue_name}:*", f"saq:job:{settings.queue_name}:*"):
+            keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+            if keys:
+                await redis.delete(*keys)
+    finally:
+        await redis.aclose()

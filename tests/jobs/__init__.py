@@ -1,0 +1,1 @@
+"""Job types only the tests use: the workers under test load them with JOB_PACKAGES."""
