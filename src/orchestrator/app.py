@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     @asynccontextmanager
     async def job_queue(app: Litestar) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.registry = registry
         app.state.queue = make_queue(settings)
         try:
             yield

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
+from pydantic import SecretStr
 
 from orchestrator.settings import Settings, get_settings
 
@@ -44,6 +46,7 @@ def up(workers: int | None, host: str | None, port: int | None) -> None:
     # A SIGTERM before Granian takes over must still unwind the ExitStack and stop the servers.
     signal.signal(signal.SIGTERM, _exit_on_signal)
     with embedded_services(get_settings()) as settings:
+        settings = _with_dev_ui_token(settings)
         _export(settings)
         migrate_to_head(settings)
         job_workers = WorkerProcesses(settings.worker_processes, settings.worker_concurrency)
@@ -124,10 +127,21 @@ def _require_urls(settings: Settings) -> Settings:
 
 
 def _export(settings: Settings) -> None:
-    """Hand the embedded servers' URLs to the worker processes, which read their own Settings."""
+    """Hand the URLs (and the UI token) to the child processes, which read their own Settings."""
     os.environ["DATABASE_URL"] = str(settings.database_url)
     os.environ["REDIS_URL"] = str(settings.redis_url)
+    if settings.saq_ui_token is not None:
+        os.environ["SAQ_UI_TOKEN"] = settings.saq_ui_token.get_secret_value()
     get_settings.cache_clear()
+
+
+def _with_dev_ui_token(settings: Settings) -> Settings:
+    """With no SAQ_UI_TOKEN the UI is closed; `up` on a dev machine opens it with a fresh one."""
+    if settings.saq_ui_token is not None:
+        return settings
+    token = secrets.token_urlsafe(16)
+    click.echo(f"SAQ UI: http://{settings.api_host}:{settings.api_port}/saq  (any user, password {token})")
+    return settings.model_copy(update={"saq_ui_token": SecretStr(token)})
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:

@@ -103,7 +103,9 @@ def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
 
 
 def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
-    return _problem(exc.status_code, _reason(exc.status_code), str(exc.detail), **_mapping(exc.extra))
+    problem = _problem(exc.status_code, _reason(exc.status_code), str(exc.detail), **_mapping(exc.extra))
+    problem.headers = exc.headers  # e.g. WWW-Authenticate on 401, Allow on 405
+    return problem
 
 
 def _reason(status: int) -> str:

@@ -218,3 +218,50 @@ async def lose_redis_data(settings, embedded: bool) -> None:
                 await redis.delete(*keys)
     finally:
         await redis.aclose()
+
+
+async def test_every_lead_write_records_a_crm_update_that_runs(api):
+    created = await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com", "company": "A"})
+    lead_id = created.json()["id"]
+    await api.patch(f"/leads/{lead_id}", json={"company": "B"})
+    await api.put(f"/leads/{lead_id}", json={"email": created.json()["email"], "company": "C"})
+    tasks = (await api.get(f"/leads/{lead_id}/tasks")).json()["items"]
+    assert [task["type"] for task in tasks] == ["crm_update"] * 3
+    for task in tasks:
+        done = await wait_for(api, task["id"])
+        assert done["status"] == "COMPLETED"
+        assert done["result"]["crm_sync"] == "skipped"
+
+
+async def test_crm_update_applies_changes_with_a_version_bump(api):
+    lead = (await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com"})).json()
+    payload = {"lead_id": lead["id"], "changes": {"status": "qualified", "score": 80}}
+    task = await wait_for(api, await submit(api, "crm_update", payload, lead_id=lead["id"]))
+    assert task["status"] == "COMPLETED", task["error"]
+    assert task["result"]["changed"] == ["score", "status"]
+    stored = (await api.get(f"/leads/{lead['id']}")).json()
+    assert (stored["status"], stored["score"]) == ("qualified", 80)
+    assert stored["version"] == lead["version"] + 1
+
+
+async def test_crm_update_of_a_deleted_lead_fails_at_once(api):
+    lead = (await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com"})).json()
+    await api.delete(f"/leads/{lead['id']}")
+    task = await wait_for(api, await submit(api, "crm_update", {"lead_id": lead["id"]}))
+    assert task["status"] == "FAILED"
+    assert task["attempts"] == 1
+    assert "does not exist" in task["error"]
+
+
+async def test_bad_crm_update_payload_is_422_naming_the_field(api):
+    response = await api.post(
+        "/tasks", json={"type": "crm_update", "payload": {"lead_id": "x", "changes": {}}}
+    )
+    assert response.status_code == 422
+    assert "lead_id" in response.json()["detail"]
+    response = await api.post(
+        "/tasks",
+        json={"type": "crm_update", "payload": {"lead_id": str(uuid.uuid4()), "changes": {"email": "no"}}},
+    )
+    assert response.status_code == 422
+    assert any(error["field"] == "payload.changes.email" for error in response.json()["errors"])

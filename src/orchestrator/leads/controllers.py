@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar import Controller, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
@@ -16,10 +16,27 @@ from orchestrator.leads import services
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
 from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
+from orchestrator.tasks.submit import deliver_after_response, record_task
+
+if TYPE_CHECKING:
+    from orchestrator.runner.registry import Registry
 
 IfMatch = Annotated[
     str | None, HeaderParameter(name="If-Match", required=False, description="An ETag from a previous read")
 ]
+
+
+async def _sync_to_crm(request: Request[Any, Any, Any], session: AsyncSession, lead: Lead) -> None:
+    """Every API write to a lead records a crm_update task in the same transaction."""
+    registry: Registry = request.app.state.registry
+    task = await record_task(
+        session,
+        type="crm_update",
+        payload={"lead_id": str(lead.id)},
+        max_attempts=registry["crm_update"].retry.max_attempts,
+        lead_id=lead.id,
+    )
+    deliver_after_response(request, task)
 
 
 def _lead_response(lead: Lead, status_code: int = HTTP_200_OK) -> Response[LeadRead]:
@@ -35,9 +52,14 @@ class LeadController(Controller):
 
     @post("/", status_code=HTTP_201_CREATED)
     async def create_lead(
-        self, db_session: NamedDependency[AsyncSession], data: JSONBody[LeadWrite]
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        data: JSONBody[LeadWrite],
     ) -> Response[LeadRead]:
-        return _lead_response(await services.create_lead(db_session, data), HTTP_201_CREATED)
+        lead = await services.create_lead(db_session, data)
+        await _sync_to_crm(request, db_session, lead)
+        return _lead_response(lead, HTTP_201_CREATED)
 
     @get("/")
     async def list_leads(
@@ -63,22 +85,28 @@ class LeadController(Controller):
     @put("/{lead_id:uuid}")
     async def replace_lead(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         lead_id: FromPath[uuid.UUID],
         data: JSONBody[LeadWrite],
         if_match: IfMatch,
     ) -> Response[LeadRead]:
-        return _lead_response(await services.replace_lead(db_session, lead_id, data, if_match))
+        lead = await services.replace_lead(db_session, lead_id, data, if_match)
+        await _sync_to_crm(request, db_session, lead)
+        return _lead_response(lead)
 
     @patch("/{lead_id:uuid}")
     async def patch_lead(
         self,
+        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         lead_id: FromPath[uuid.UUID],
         data: JSONBody[LeadPatch],
         if_match: IfMatch,
     ) -> Response[LeadRead]:
-        return _lead_response(await services.patch_lead(db_session, lead_id, data, if_match))
+        lead = await services.patch_lead(db_session, lead_id, data, if_match)
+        await _sync_to_crm(request, db_session, lead)
+        return _lead_response(lead)
 
     @delete("/{lead_id:uuid}", status_code=HTTP_204_NO_CONTENT)
     async def delete_lead(

@@ -1,0 +1,53 @@
+"""`crm_update`: apply field and status changes to a lead, then sync its state to the CRM.
+
+Every API write to a lead records one (with no changes) so the CRM hears of it. Pushing to a
+CRM webhook arrives with CRM_WEBHOOK_URL; until one is configured the sync is reported as
+skipped in the result, never faked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.errors import NotFound
+from orchestrator.leads.schemas import LeadPatch, LeadRead
+from orchestrator.leads.services import get_lead, patch_lead
+from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
+
+
+class CrmUpdatePayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: uuid.UUID = Field(description="The lead to update and sync")
+    changes: LeadPatch = Field(default_factory=LeadPatch, description="Fields to change first, as in PATCH")
+
+
+async def handle(ctx: JobContext, payload: CrmUpdatePayload) -> dict[str, Any]:
+    async with ctx.sessions() as session, session.begin():
+        try:
+            if payload.changes.model_fields_set:
+                lead = await patch_lead(session, payload.lead_id, payload.changes, if_match=None)
+            else:
+                lead = await get_lead(session, payload.lead_id)
+        except NotFound as exc:
+            raise PermanentError(str(exc)) from None
+        state = LeadRead.model_validate(lead).model_dump(mode="json")
+    return {
+        "lead_version": state["version"],
+        "changed": sorted(payload.changes.model_fields_set),
+        "crm_sync": "skipped",
+        "reason": "no CRM webhook is configured",
+    }
+
+
+job = JobType(
+    name="crm_update",
+    payload=CrmUpdatePayload,
+    handler=handle,
+    description="Apply changes to a lead (optimistic version) and sync it to the CRM.",
+    timeout_s=30,
+    retry=RetryPolicy(max_attempts=5, backoff_base_s=2.0, backoff_max_s=300.0),
+)
