@@ -7,6 +7,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from orchestrator import idempotency as _idempotency  # noqa: F401
 from orchestrator.db import Base
 from orchestrator.leads import models as _leads  # noqa: F401  (registers the tables)
 from orchestrator.settings import get_settings, to_asyncpg_url

@@ -73,7 +73,7 @@ def from_validation_error(exc: ValidationException) -> ProblemDetailsException:
     """Litestar answers 400 for every validation error; a well-formed request with bad values is 422."""
     errors = [
         {
-            "field": item.get("key") or "body",
+            "field": _field_name(item),
             "message": item.get("message", ""),
             "in": item.get("source") or "body",
         }
@@ -86,6 +86,13 @@ def from_validation_error(exc: ValidationException) -> ProblemDetailsException:
     return _problem(
         HTTP_422_UNPROCESSABLE_ENTITY, "Unprocessable Content", f"Invalid {fields}", errors=errors
     )
+
+
+def _field_name(item: dict[str, Any]) -> str:
+    key = str(item.get("key") or "body")
+    if item.get("source") == "header":  # Litestar names the handler argument; clients know the header
+        return "-".join(part.capitalize() for part in key.split("_"))
+    return key
 
 
 def from_stale_data(_: StaleDataError) -> ProblemDetailsException:

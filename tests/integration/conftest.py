@@ -29,6 +29,6 @@ async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
 async def client(api: AsyncTestClient[Litestar], settings: Settings) -> AsyncTestClient[Litestar]:
     engine = create_async_engine(settings.sqlalchemy_url)
     async with engine.begin() as connection:
-        await connection.execute(text("TRUNCATE leads, tasks, task_events CASCADE"))
+        await connection.execute(text("TRUNCATE leads, tasks, task_events, idempotency_keys CASCADE"))
     await engine.dispose()
     return api

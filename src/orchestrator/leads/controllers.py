@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrator.etags import etag
+from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
 from orchestrator.leads import services
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
@@ -56,10 +57,15 @@ class LeadController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         data: JSONBody[LeadWrite],
+        idempotency_key: IdempotencyKeyHeader,
     ) -> Response[LeadRead]:
-        lead = await services.create_lead(db_session, data)
-        await _sync_to_crm(request, db_session, lead)
-        return _lead_response(lead, HTTP_201_CREATED)
+        async def create() -> Response[LeadRead]:
+            lead = await services.create_lead(db_session, data)
+            await _sync_to_crm(request, db_session, lead)
+            return _lead_response(lead, HTTP_201_CREATED)
+
+        body = data.model_dump(mode="json")
+        return await idempotent(db_session, "POST /leads", idempotency_key, body, create)
 
     @get("/")
     async def list_leads(

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
+from orchestrator.idempotency import forget_expired
 from orchestrator.tasks.submit import Delivery, enqueue
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ async def reconcile_once(
 ) -> int:
     """One round: expire lost leases, then enqueue every due task Redis does not hold. Returns enqueued."""
     await db.execute(EXPIRE_LEASES)
+    await forget_expired(db)
     due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, {"limit": limit})]
     if not due:
         return 0

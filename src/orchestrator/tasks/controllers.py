@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
 from orchestrator.leads.services import get_lead
 from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from orchestrator.runner.registry import Registry
@@ -42,10 +43,15 @@ class TaskController(Controller):
         db_session: NamedDependency[AsyncSession],
         registry: NamedDependency[Registry],
         data: JSONBody[TaskCreate],
+        idempotency_key: IdempotencyKeyHeader,
     ) -> Response[TaskRead]:
-        task = await services.submit_task(db_session, registry, data)
-        deliver_after_response(request, task)
-        return _accepted(task)
+        async def create() -> Response[TaskRead]:
+            task = await services.submit_task(db_session, registry, data)
+            deliver_after_response(request, task)
+            return _accepted(task)
+
+        body = data.model_dump(mode="json")
+        return await idempotent(db_session, "POST /tasks", idempotency_key, body, create)
 
     @get("/")
     async def list_tasks(

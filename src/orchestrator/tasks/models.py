@@ -51,7 +51,6 @@ class Task(Timestamped, Base):
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     max_attempts: Mapped[int] = mapped_column(server_default=text("3"))
     timeout_s: Mapped[float | None]
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     run_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]

@@ -57,7 +57,6 @@ async def record_task(
     parent_id: uuid.UUID | None = None,
     run_at: dt.datetime | None = None,
     timeout_s: float | None = None,
-    idempotency_key: str | None = None,
 ) -> Task:
     """Add a PENDING task and its first history row to the session; the caller commits."""
     task = Task(
@@ -70,7 +69,6 @@ async def record_task(
         lead_id=lead_id,
         parent_id=parent_id,
         timeout_s=timeout_s,
-        idempotency_key=idempotency_key,
     )
     if run_at is not None:
         task.run_at = run_at

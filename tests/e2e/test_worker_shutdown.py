@@ -1,0 +1,39 @@
+"""SIGTERM to `orchestrator worker`: in-flight jobs get the grace period, the rest are handed back."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.conftest import settings_env
+from tests.e2e.conftest import Service, wait_for
+from tests.e2e.test_runner import runs, submit, transitions
+
+
+async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, settings, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "2"}
+    worker = Service(["worker", "--processes", "1", "--concurrency", "4"], env, tmp_path / "worker.log")
+    worker.start()
+    try:
+        short = await submit(api, "flaky", {"marker_dir": str(tmp_path), "sleep_s": 1.0})
+        long = await submit(api, "flaky", {"marker_dir": str(tmp_path), "sleep_s": 6.0})
+        await wait_for(api, short, {"PROCESSING"}, timeout_s=60)
+        await wait_for(api, long, {"PROCESSING"}, timeout_s=60)
+
+        assert worker.stop(signal.SIGTERM, timeout_s=20) == 0
+
+        finished = (await api.get(f"/tasks/{short}")).json()
+        assert finished["status"] == "COMPLETED"
+        handed_back = (await api.get(f"/tasks/{long}")).json()
+        assert handed_back["status"] == "PENDING"
+        assert handed_back["attempts"] == 0  # the interrupted attempt is not counted
+        assert transitions(handed_back)[-1] == ("PROCESSING", "PENDING")
+        assert runs(tmp_path, long, "cancelled") == [1]
+
+        worker.start()
+        done = await wait_for(api, long, timeout_s=60)
+        assert done["status"] == "COMPLETED"
+        assert done["attempts"] == 1
+    finally:
+        worker.kill_leftovers()
