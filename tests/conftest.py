@@ -96,6 +96,7 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         task_lease_s=3.0,
         task_heartbeat_s=0.3,
         reconcile_interval_s=0.5,
+        reconcile_grace_s=1.0,
         shutdown_grace_s=5,
     )
 

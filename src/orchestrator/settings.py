@@ -38,6 +38,8 @@ class Settings(BaseSettings):
 
     job_packages: list[str] = Field(default=["jobs"], description="Packages whose modules declare jobs")
     queue_name: str = "orchestrator"
+    redis_max_connections: int = Field(default=64, ge=8, description="Per process; waits when all are busy")
+    redis_timeout_s: float = Field(default=5.0, gt=0, description="Connect, and wait for a pooled connection")
     worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     worker_concurrency: int = Field(default=20, ge=1, description="Jobs run at once per worker process")
     task_lease_s: float = Field(
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Lease renewal; also how fast cancel lands"
     )
     reconcile_interval_s: float = Field(default=2.0, gt=0)
+    reconcile_grace_s: float = Field(default=5.0, ge=0, description="Age before a due task is checked")
     shutdown_grace_s: int = Field(default=10, ge=0, description="SIGTERM: time for in-flight jobs to finish")
     saq_job_ttl_s: int = Field(default=60, ge=1, description="How long Redis keeps a finished job for the UI")
     saq_ui_token: SecretStr | None = Field(default=None, description="Password/bearer token for /saq")

@@ -265,3 +265,20 @@ async def test_bad_crm_update_payload_is_422_naming_the_field(api):
     )
     assert response.status_code == 422
     assert any(error["field"] == "payload.changes.email" for error in response.json()["errors"])
+
+
+async def test_a_batch_is_submitted_all_or_none_and_every_task_runs(api):
+    batch = {"tasks": [{"type": "noop", "payload": {"echo": {"n": n}}} for n in range(25)]}
+    accepted = await api.post("/tasks/batch", json=batch)
+    assert accepted.status_code == 202
+    items = accepted.json()["items"]
+    assert len(items) == 25
+    for item in items:
+        assert (await wait_for(api, item["id"]))["status"] == "COMPLETED"
+
+    before = len((await api.get("/tasks", params={"limit": 200})).json()["items"])
+    bad = {"tasks": [{"type": "noop"}, {"type": "noop", "payload": {"sleep_s": -1}}]}
+    refused = await api.post("/tasks/batch", json=bad)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "tasks[1].payload"
+    assert len((await api.get("/tasks", params={"limit": 200})).json()["items"]) == before

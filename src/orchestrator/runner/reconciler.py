@@ -46,10 +46,13 @@ EXPIRE_LEASES = text(
     """
 )
 
+# Due tasks untouched for a few seconds: fresh ones were just enqueued by whoever wrote them,
+# and checking each against Redis under load would cost the workers a quarter of their time.
 DUE = text(
     """
     SELECT id, attempts FROM tasks
-    WHERE status IN ('PENDING', 'RETRY') AND run_at <= now()
+    WHERE status IN ('PENDING', 'RETRY') AND run_at <= now() - make_interval(secs => :grace_s)
+      AND updated_at <= now() - make_interval(secs => :grace_s)
     ORDER BY run_at LIMIT :limit
     """
 )
@@ -61,7 +64,8 @@ async def reconcile_once(
     """One round: expire lost leases, then enqueue every due task Redis does not hold. Returns enqueued."""
     await db.execute(EXPIRE_LEASES)
     await forget_expired(db)
-    due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, {"limit": limit})]
+    params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
+    due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
     if not due:
         return 0
     async with queue.redis.pipeline(transaction=False) as pipe:

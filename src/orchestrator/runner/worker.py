@@ -9,6 +9,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Worker
 from saq.queue.redis import RedisQueue
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -28,8 +29,17 @@ logger = logging.getLogger(__name__)
 
 
 def make_queue(settings: Settings) -> RedisQueue:
-    # SAQ throttles a queue to 20 concurrent Redis operations by default; enqueue bursts need more.
-    return RedisQueue.from_url(settings.redis_dsn, name=settings.queue_name, max_concurrent_ops=200)
+    """The SAQ queue on its own Redis pool. redis-py's default pool fails at once past 100
+    connections; a blocking pool waits for one instead, and SAQ's own throttle (20 operations
+    by default) is raised so that enqueue bursts are not serialised."""
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_dsn,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+    )
+    throttle = settings.redis_max_connections // 2
+    return RedisQueue(Redis(connection_pool=pool), name=settings.queue_name, max_concurrent_ops=throttle)
 
 
 async def serve(settings: Settings, concurrency: int) -> None:

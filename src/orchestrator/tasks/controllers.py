@@ -16,7 +16,16 @@ from orchestrator.leads.services import get_lead
 from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from orchestrator.runner.registry import Registry
 from orchestrator.tasks import services
-from orchestrator.tasks.schemas import JobTypeRead, TaskCreate, TaskDetail, TaskEventRead, TaskPage, TaskRead
+from orchestrator.tasks.schemas import (
+    JobTypeRead,
+    TaskBatch,
+    TaskBatchRead,
+    TaskCreate,
+    TaskDetail,
+    TaskEventRead,
+    TaskPage,
+    TaskRead,
+)
 from orchestrator.tasks.status import TaskStatus
 from orchestrator.tasks.submit import deliver_after_response
 
@@ -52,6 +61,26 @@ class TaskController(Controller):
 
         body = data.model_dump(mode="json")
         return await idempotent(db_session, "POST /tasks", idempotency_key, body, create)
+
+    @post("/batch", status_code=HTTP_202_ACCEPTED)
+    async def submit_tasks(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        registry: NamedDependency[Registry],
+        data: JSONBody[TaskBatch],
+        idempotency_key: IdempotencyKeyHeader,
+    ) -> Response[TaskBatchRead]:
+        """Many tasks in one request and one transaction: the way to submit in bulk."""
+
+        async def create() -> Response[TaskBatchRead]:
+            tasks = await services.submit_tasks(db_session, registry, data.tasks)
+            deliver_after_response(request, *tasks)
+            items = [TaskRead.model_validate(task) for task in tasks]
+            return Response(TaskBatchRead(items=items), status_code=HTTP_202_ACCEPTED)
+
+        body = data.model_dump(mode="json")
+        return await idempotent(db_session, "POST /tasks/batch", idempotency_key, body, create)
 
     @get("/")
     async def list_tasks(

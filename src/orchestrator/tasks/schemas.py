@@ -22,6 +22,15 @@ class TaskCreate(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, le=86_400, description="Default: the job type's")
 
 
+BATCH_MAX = 500
+
+
+class TaskBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[TaskCreate] = Field(min_length=1, max_length=BATCH_MAX, description="Submitted all or none")
+
+
 class TaskEventRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -58,6 +67,10 @@ class TaskRead(BaseModel):
 class TaskDetail(TaskRead):
     history: list[TaskEventRead]
     children: list[TaskRead] = Field(default_factory=list, description="Steps of a workflow, in order")
+
+
+class TaskBatchRead(BaseModel):
+    items: list[TaskRead]
 
 
 class TaskPage(BaseModel):

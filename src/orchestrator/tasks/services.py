@@ -55,6 +55,18 @@ async def submit_task(session: AsyncSession, registry: Registry, data: TaskCreat
     )
 
 
+async def submit_tasks(session: AsyncSession, registry: Registry, batch: list[TaskCreate]) -> list[Task]:
+    """All or none: the first invalid task refuses the batch, naming its index."""
+    tasks = []
+    for index, data in enumerate(batch):
+        try:
+            tasks.append(await submit_task(session, registry, data))
+        except Unprocessable as exc:
+            field = f"tasks[{index}].{exc.extra.pop('field', '')}".rstrip(".")
+            raise Unprocessable(f"tasks[{index}].{exc.detail}", field=field, **exc.extra) from None
+    return tasks
+
+
 async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
     task = await session.get(Task, task_id)
     if task is None:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
+from sqlalchemy import Double, bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from uuid_utils.compat import uuid7
 
-from orchestrator.tasks.models import Task, TaskEvent
-from orchestrator.tasks.status import TaskStatus
+from orchestrator.tasks.models import Task
 
 if TYPE_CHECKING:
     import uuid
@@ -47,6 +48,32 @@ class Delivery:
         return f"{self.task_id}:{self.attempts}"
 
 
+# (none) -> PENDING: the task row and its first event in one statement, one round trip.
+_RECORD = select(Task).from_statement(
+    text(
+        """
+        WITH task AS (
+            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
+                               timeout_s, run_at)
+            VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :timeout_s,
+                    coalesce(:run_at, now()))
+            RETURNING *
+        ), event AS (
+            INSERT INTO task_events (task_id, from_status, to_status, attempt)
+            SELECT id, NULL, 'PENDING', 0 FROM task
+        )
+        SELECT * FROM task
+        """
+    )
+    .bindparams(
+        bindparam("payload", type_=JSONB),
+        bindparam("run_at", type_=TIMESTAMP(timezone=True)),
+        bindparam("timeout_s", type_=Double),
+    )
+    .columns(*Task.__table__.columns)
+)
+
+
 async def record_task(
     session: AsyncSession,
     *,
@@ -58,23 +85,18 @@ async def record_task(
     run_at: dt.datetime | None = None,
     timeout_s: float | None = None,
 ) -> Task:
-    """Add a PENDING task and its first history row to the session; the caller commits."""
-    task = Task(
-        id=uuid7(),
-        type=type,
-        payload=payload,
-        status=TaskStatus.PENDING,
-        attempts=0,
-        max_attempts=max_attempts,
-        lead_id=lead_id,
-        parent_id=parent_id,
-        timeout_s=timeout_s,
-    )
-    if run_at is not None:
-        task.run_at = run_at
-    session.add(task)
-    session.add(TaskEvent(task_id=task.id, from_status=None, to_status=TaskStatus.PENDING, attempt=0))
-    await session.flush()
+    """Insert a PENDING task and its first event in the session's transaction; the caller commits."""
+    params = {
+        "id": uuid7(),
+        "type": type,
+        "payload": payload,
+        "max_attempts": max_attempts,
+        "lead_id": lead_id,
+        "parent_id": parent_id,
+        "timeout_s": timeout_s,
+        "run_at": run_at,
+    }
+    task: Task = (await session.scalars(_RECORD, params)).one()
     return task
 
 

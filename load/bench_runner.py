@@ -1,0 +1,275 @@
+"""Throughput and latency of the job runner, against raw SAQ measured in the same run.
+
+    uv run python load/bench_runner.py [--tasks 3000] [--processes 2] [--concurrency 20]
+
+(a) raw SAQ: a no-op function, enqueued straight into Redis, no database at all;
+(b) orchestrator: the `noop` job type submitted over HTTP (POST /tasks), every transition
+    written to PostgreSQL, timed until every task reads COMPLETED;
+(c) submit -> COMPLETED latency at low load, from the rows' own timestamps.
+Uses DATABASE_URL / REDIS_URL when set (a throw-away database is created), else embedded
+servers in a temporary folder. Everything runs on 127.0.0.1 and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvloop
+from saq import Worker
+from sqlalchemy.engine import make_url
+
+from orchestrator.cli import migrate_to_head
+from orchestrator.embedded import embedded_postgres, embedded_redis
+from orchestrator.runner.worker import make_queue
+from orchestrator.settings import Settings
+
+
+async def _noop(_: Any) -> None:
+    return None
+
+
+def _raw_worker(redis_url: str, queue_name: str, concurrency: int) -> None:
+    async def main() -> None:
+        queue = make_queue(Settings(redis_url=redis_url, queue_name=queue_name))
+        worker = Worker(queue, functions=[("noop", _noop)], concurrency=concurrency, dequeue_timeout=1.0)
+        await worker.start()
+
+    uvloop.run(main())
+
+
+async def bench_raw_saq(redis_url: str, tasks: int, processes: int, concurrency: int) -> float:
+    queue_name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_raw_worker, args=(redis_url, queue_name, concurrency))
+        for _ in range(processes)
+    ]
+    for process in workers:
+        process.start()
+    queue = make_queue(Settings(redis_url=redis_url, queue_name=queue_name))
+    try:
+        await asyncio.sleep(3)  # let the workers import and connect
+        started = time.perf_counter()
+        await asyncio.gather(*(queue.enqueue("noop", timeout=0, retries=1, ttl=60) for _ in range(tasks)))
+        while await queue.count("incomplete"):
+            await asyncio.sleep(0.02)
+        return tasks / (time.perf_counter() - started)
+    finally:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.join(10)
+        await queue.disconnect()
+
+
+def _request(batch: int) -> bytes:
+    if batch == 1:
+        path, body = b"/tasks", b'{"type": "noop"}'
+    else:
+        path, body = b"/tasks/batch", json.dumps({"tasks": [{"type": "noop"}] * batch}).encode()
+    head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" % path
+    return head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+async def _post_loop(port: int, count: int, batch: int, latencies: list[float]) -> None:
+    """One keep-alive connection posting `count` tasks. A bare HTTP/1.1 client: an httpx client
+    costs more CPU than the server it measures, and this box has two cores for everything."""
+    request = _request(batch)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            begun = time.perf_counter()
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - begun)
+            if b" 202 " not in status:
+                raise RuntimeError(f"POST /tasks answered {status!r}")
+    finally:
+        writer.close()
+
+
+async def submit_all(port: int, tasks: int, concurrency: int, batch: int = 1) -> list[float]:
+    """POST `tasks` tasks over `concurrency` connections, `batch` per request; request latencies."""
+    latencies: list[float] = []
+    requests, extra = divmod(tasks // batch, concurrency)
+    counts = [requests + (i < extra) for i in range(concurrency)]
+    await asyncio.gather(*(_post_loop(port, count, batch, latencies) for count in counts if count))
+    return latencies
+
+
+async def completed_since(db: asyncpg.Connection, since: float) -> int:
+    query = "SELECT count(*) FROM tasks WHERE status = 'COMPLETED' AND created_at >= to_timestamp($1)"
+    return int(await db.fetchval(query, since))
+
+
+async def bench_orchestrator(
+    env: dict[str, str], database_url: str, args: argparse.Namespace, log_dir: Path
+) -> dict[str, Any]:
+    port = 8765
+    processes = [
+        _start(["api", "--workers", str(args.api_workers), "--port", str(port)], env, log_dir / "api.log"),
+        _start(
+            ["worker", "--processes", str(args.processes), "--concurrency", str(args.concurrency)],
+            env,
+            log_dir / "worker.log",
+        ),
+    ]
+    db = await asyncpg.connect(database_url)
+    limits = httpx.Limits(max_connections=args.http_concurrency)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
+        ) as client:
+            await _wait_ready(client)
+            await submit_all(port, 100, 10)  # warm-up: connections, prepared statements
+            await asyncio.sleep(2)
+
+            wall_start = time.time()
+            started = time.perf_counter()
+            http_latencies = await submit_all(port, args.tasks, args.http_concurrency, args.batch)
+            submitted = time.perf_counter()
+            async with asyncio.timeout(600):
+                while await completed_since(db, wall_start) < args.tasks:
+                    await asyncio.sleep(0.05)
+            finished = time.perf_counter()
+
+            await asyncio.sleep(1)
+            low_start = time.time()
+            for _ in range(args.latency_tasks):
+                (await client.post("/tasks", json={"type": "noop"})).raise_for_status()
+                await asyncio.sleep(1 / args.latency_rate)
+            async with asyncio.timeout(120):
+                while await completed_since(db, low_start) < args.latency_tasks:
+                    await asyncio.sleep(0.05)
+            rows = await db.fetch(
+                "SELECT extract(epoch FROM finished_at - created_at) AS s FROM tasks"
+                " WHERE created_at >= to_timestamp($1)",
+                low_start,
+            )
+    finally:
+        await db.close()
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(30)
+    end_to_end = sorted(float(row["s"]) for row in rows)
+    return {
+        "throughput": args.tasks / (finished - started),
+        "submit_rate": args.tasks / (submitted - started),
+        "http_p50_ms": 1000 * statistics.median(http_latencies),
+        "http_p99_ms": 1000 * _percentile(sorted(http_latencies), 0.99),
+        "e2e_p50_ms": 1000 * statistics.median(end_to_end),
+        "e2e_p99_ms": 1000 * _percentile(end_to_end, 0.99),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "orchestrator", *args]
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out)  # noqa: S603  (our own CLI)
+
+
+async def _wait_ready(client: httpx.AsyncClient) -> None:
+    async with asyncio.timeout(120):
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/ready")).status_code == 200:
+                    return
+            await asyncio.sleep(0.3)
+
+
+async def main(args: argparse.Namespace) -> None:
+    settings = Settings()
+    with (
+        tempfile.TemporaryDirectory(prefix="orchestrator-bench-") as scratch,
+        contextlib.ExitStack() as stack,
+    ):
+        root = Path(scratch)
+        postgres = settings.database_url or stack.enter_context(embedded_postgres(root / "pg", "postgres"))
+        redis_url = settings.redis_url or stack.enter_context(embedded_redis(root / "redis"))
+        admin = make_url(postgres.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
+        name = f"orchestrator_bench_{uuid.uuid4().hex[:8]}"
+        connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        await connection.close()
+        database_url = admin.set(database=name).render_as_string(hide_password=False)
+        try:
+            await asyncio.to_thread(migrate_to_head, Settings(database_url=database_url))
+            env = os.environ | {
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
+                "LOG_LEVEL": "WARNING",
+            }
+            raw = await bench_raw_saq(redis_url, args.tasks, args.processes, args.concurrency)
+            ours = await bench_orchestrator(env, database_url, args, root)
+        finally:
+            connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await connection.close()
+    report(args, raw, ours)
+
+
+def report(args: argparse.Namespace, raw: float, ours: dict[str, Any]) -> None:
+    ratio = ours["throughput"] / raw
+    print(f"machine: {os.cpu_count()} CPUs; {args.tasks} tasks, {args.batch} per request")
+    print(
+        f"worker processes: {args.processes} x {args.concurrency} (both runs); "
+        f"API workers: {args.api_workers}"
+    )
+    print(f"(a) raw SAQ, no-op, no database       {raw:8.0f} jobs/s")
+    print(f"(b) orchestrator, HTTP -> COMPLETED   {ours['throughput']:8.0f} tasks/s   b/a = {ratio:.2f}")
+    print(
+        f"    submitting over HTTP              {ours['submit_rate']:8.0f} tasks/s   request "
+        f"p50 {ours['http_p50_ms']:.1f} ms, p99 {ours['http_p99_ms']:.1f} ms"
+    )
+    print(
+        f"(c) submit -> COMPLETED, {args.latency_rate:g} tasks/s: "
+        f"p50 {ours['e2e_p50_ms']:.1f} ms, p99 {ours['e2e_p99_ms']:.1f} ms"
+    )
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument(
+        "--processes", type=int, default=os.cpu_count() or 1, help="worker processes (both runs)"
+    )
+    parser.add_argument("--concurrency", type=int, default=20, help="jobs at once per worker process")
+    parser.add_argument("--api-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--http-concurrency", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=1, help="tasks per request (>1: POST /tasks/batch)")
+    parser.add_argument("--latency-tasks", type=int, default=200)
+    parser.add_argument("--latency-rate", type=float, default=20.0, help="submissions per second for (c)")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    uvloop.run(main(parse()))
