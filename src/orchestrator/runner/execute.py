@@ -8,11 +8,12 @@ import json
 import logging
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from orchestrator.runner.batching import Batcher
 from orchestrator.runner.job import JobContext, PermanentError
 from orchestrator.tasks import transitions
 from orchestrator.tasks.submit import Delivery, enqueue
@@ -40,16 +41,36 @@ class Runner:
     registry: Registry
     settings: Settings
     worker_id: str
+    claims: Batcher[uuid.UUID, Moved | None] = field(init=False)
+    completions: Batcher[tuple[uuid.UUID, int, str], bool] = field(init=False)
+    _background: set[asyncio.Future[None]] = field(init=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.claims = Batcher(self._claim_many)
+        self.completions = Batcher(self._complete_many)
+
+    async def _claim_many(self, ids: list[uuid.UUID]) -> list[Moved | None]:
+        async with self.engine.connect() as db:
+            return await transitions.claim_many(db, ids, self.worker_id, self.settings.task_lease_s)
+
+    def _release_claimed(self, claim: asyncio.Future[Moved | None]) -> None:
+        if not claim.cancelled() and claim.exception() is None and (task := claim.result()) is not None:
+            release = asyncio.ensure_future(self._release(task))
+            self._background.add(release)
+            release.add_done_callback(self._background.discard)
+
+    async def _complete_many(self, done: list[tuple[uuid.UUID, int, str]]) -> list[bool]:
+        async with self.engine.connect() as db:
+            return await transitions.complete_many(db, done, self.worker_id)
 
     async def run_task(self, ctx: Context, *, task_id: str) -> None:
-        async with self.engine.connect() as db:
-            task = await transitions.move(
-                db,
-                transitions.CLAIM,
-                _uuid(task_id),
-                worker=self.worker_id,
-                lease_s=self.settings.task_lease_s,
-            )
+        claim = self.claims.enqueue(_uuid(task_id))
+        try:
+            task = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Shutting down mid-claim: whatever the claim took is handed straight back.
+            claim.add_done_callback(self._release_claimed)
+            raise
         if task is None:
             return  # duplicate, early, late or cancelled delivery: nothing to run
         job_type = self.registry.get(task.type)
@@ -91,7 +112,8 @@ class Runner:
         except Exception as exc:
             await self._retry_or_fail(task, job_type, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         else:
-            await self._finish(transitions.COMPLETE, task, result=_json(result))
+            if not await self.completions.submit((task.id, task.attempts, _json(result))):
+                logger.info("task %s: completion refused; it was cancelled or taken over", task.id)
         finally:
             keeper.cancel()
 

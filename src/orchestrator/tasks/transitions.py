@@ -84,21 +84,6 @@ class Transition:
 P, R, X = TaskStatus.PENDING, TaskStatus.RETRY, TaskStatus.PROCESSING
 MINE = "AND t.attempts = :attempt"  # only the worker holding this attempt; a zombie matches nothing
 
-# PENDING | RETRY -> PROCESSING: the claim, of a due task only; the attempt counter moves here.
-CLAIM = Transition(
-    X,
-    frozenset({P, R}),
-    "attempts = t.attempts + 1, started_at = coalesce(t.started_at, now()), worker_id = :worker,"
-    " lease_until = now() + make_interval(secs => :lease_s)",
-    "AND t.run_at <= now()",
-)
-# PROCESSING -> COMPLETED.
-COMPLETE = Transition(
-    TaskStatus.COMPLETED,
-    frozenset({X}),
-    "result = CAST(:result AS JSONB), error = NULL, finished_at = now(), lease_until = NULL",
-    MINE,
-)
 # PROCESSING -> RETRY: due again after the backoff.
 RETRY = Transition(
     R,
@@ -132,6 +117,73 @@ HEARTBEAT = text(
     RETURNING id
     """
 )
+
+
+# PENDING | RETRY -> PROCESSING for many due tasks at once: the claims of concurrent deliveries in
+# one statement. Rows are locked in id order so that two overlapping batches cannot deadlock.
+CLAIM_MANY = text(
+    """
+    WITH wanted AS (
+        SELECT t.id, t.status FROM tasks AS t
+        WHERE t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY') AND t.run_at <= now()
+        ORDER BY t.id FOR UPDATE
+    ), moved AS (
+        UPDATE tasks AS t SET status = 'PROCESSING', updated_at = now(), attempts = t.attempts + 1,
+            started_at = coalesce(t.started_at, now()), worker_id = :worker,
+            lease_until = now() + make_interval(secs => :lease_s)
+        FROM wanted AS w
+        WHERE t.id = w.id AND t.status IN ('PENDING', 'RETRY')
+        RETURNING t.id, t.type, t.status, w.status AS from_status, t.payload, t.attempts, t.max_attempts,
+                  t.timeout_s, t.lead_id
+    ), event AS (
+        INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
+        SELECT id, from_status, status, attempts, :worker FROM moved
+    )
+    SELECT * FROM moved
+    """
+)
+
+
+async def claim_many(db: Executor, ids: list[uuid.UUID], worker: str, lease_s: float) -> list[Moved | None]:
+    """Claim each task; None where it was not due, already taken, cancelled or finished."""
+    params = {"ids": list(set(ids)), "worker": worker, "lease_s": lease_s}
+    moved = {row.id: Moved.from_row(row) for row in await db.execute(CLAIM_MANY, params)}
+    # The same id twice in one batch (a duplicate delivery) is claimed once: the first caller wins.
+    return [moved.pop(task_id, None) for task_id in ids]
+
+
+# PROCESSING -> COMPLETED for many tasks at once, each guarded by the attempt its worker holds.
+# The worker funnels concurrent completions through this: one statement and one commit for all.
+COMPLETE_MANY = text(
+    """
+    WITH done AS (
+        SELECT * FROM unnest(CAST(:ids AS UUID[]), CAST(:attempts AS INT[]), CAST(:results AS TEXT[]))
+            AS d(id, attempt, result)
+    ), moved AS (
+        UPDATE tasks AS t SET status = 'COMPLETED', updated_at = now(), result = CAST(d.result AS JSONB),
+            error = NULL, finished_at = now(), lease_until = NULL
+        FROM done AS d
+        WHERE t.id = d.id AND t.status = 'PROCESSING' AND t.attempts = d.attempt
+        RETURNING t.id, t.attempts
+    ), event AS (
+        INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
+        SELECT id, 'PROCESSING', 'COMPLETED', attempts, :worker FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+async def complete_many(db: Executor, done: list[tuple[uuid.UUID, int, str]], worker: str) -> list[bool]:
+    """Complete each (task id, attempt, JSON result); True where the guard let it through."""
+    params = {
+        "ids": [task_id for task_id, _, _ in done],
+        "attempts": [attempt for _, attempt, _ in done],
+        "results": [result for _, _, result in done],
+        "worker": worker,
+    }
+    moved = {row.id for row in await db.execute(COMPLETE_MANY, params)}
+    return [task_id in moved for task_id, _, _ in done]
 
 
 async def move(

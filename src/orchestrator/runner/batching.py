@@ -1,0 +1,46 @@
+"""Coalesce concurrent writes into one statement: the writes that arrive while one flush runs
+go together in the next. No timer, so a lone write waits for nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+
+
+class Batcher(Generic[ItemT, ResultT]):
+    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[ResultT]]], max_size: int = 200) -> None:
+        self._flush, self._max_size = flush, max_size
+        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def submit(self, item: ItemT) -> ResultT:
+        # Shielded: a caller cancelled while waiting must not cancel the others' flush.
+        return await asyncio.shield(self.enqueue(item))
+
+    def enqueue(self, item: ItemT) -> asyncio.Future[ResultT]:
+        """The future of `item`'s result; it settles even if nobody awaits it any more."""
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]
+            try:
+                results = await self._flush([item for item, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
