@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from orchestrator.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from orchestrator.etags import if_match_allows
 from orchestrator.leads.models import Lead, LeadStatus
-from orchestrator.pagination import decode_cursor, encode_cursor
+from orchestrator.pagination import page
 
 if TYPE_CHECKING:
     import uuid
@@ -46,9 +46,7 @@ async def get_lead(session: AsyncSession, lead_id: uuid.UUID) -> Lead:
 async def list_leads(
     session: AsyncSession, filters: LeadFilters, cursor: str | None, limit: int
 ) -> tuple[list[Lead], str | None]:
-    query = select(Lead).order_by(Lead.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        query = query.where(Lead.id < decode_cursor(cursor))
+    query = select(Lead)
     if filters.email is not None:
         query = query.where(func.lower(Lead.email) == filters.email.lower())
     for column, value in ((Lead.company, filters.company), (Lead.source, filters.source)):
@@ -56,10 +54,7 @@ async def list_leads(
             query = query.where(column == value)
     if filters.status is not None:
         query = query.where(Lead.status == filters.status)
-    leads = list((await session.scalars(query)).all())
-    if len(leads) > limit:
-        return leads[:limit], encode_cursor(leads[limit - 1].id)
-    return leads, None
+    return await page(session, query, Lead.id, cursor, limit)
 
 
 async def replace_lead(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.leads.models import Lead
-from orchestrator.pagination import decode_cursor, encode_cursor
+from orchestrator.pagination import page
 from orchestrator.tasks import transitions
 from orchestrator.tasks.models import Task, TaskEvent
 from orchestrator.tasks.submit import record_task
@@ -88,19 +88,14 @@ async def get_children(session: AsyncSession, task_id: uuid.UUID) -> list[Task]:
 async def list_tasks(
     session: AsyncSession, filters: TaskFilters, cursor: str | None, limit: int
 ) -> tuple[list[Task], str | None]:
-    query = select(Task).order_by(Task.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        query = query.where(Task.id < decode_cursor(cursor))
+    query = select(Task)
     if filters.status is not None:
         query = query.where(Task.status == filters.status)
     if filters.type is not None:
         query = query.where(Task.type == filters.type)
     if filters.lead_id is not None:
         query = query.where(Task.lead_id == filters.lead_id)
-    tasks = list((await session.scalars(query)).all())
-    if len(tasks) > limit:
-        return tasks[:limit], encode_cursor(tasks[limit - 1].id)
-    return tasks, None
+    return await page(session, query, Task.id, cursor, limit)
 
 
 async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
