@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
+from saq.job import Status
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.runner.worker import make_queue
 from tests.e2e.conftest import wait_for
@@ -282,3 +285,41 @@ async def test_a_batch_is_submitted_all_or_none_and_every_task_runs(api):
     assert refused.status_code == 422
     assert refused.json()["field"] == "tasks[1].payload"
     assert len((await api.get("/tasks", params={"limit": 200})).json()["items"]) == before
+
+
+async def test_retry_by_hand_of_a_cancelled_scheduled_task_runs_now(api):
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).isoformat()
+    task_id = await submit(api, "noop", run_at=later)
+    assert (await api.post(f"/tasks/{task_id}/cancel")).status_code == 200
+    assert (await api.post(f"/tasks/{task_id}/retry")).status_code == 202
+    # Its SAQ job still waits for the old run_at; the reconciler notices and delivers it now.
+    task = await wait_for(api, task_id, timeout_s=20)
+    assert task["status"] == "COMPLETED"
+
+
+async def test_a_task_whose_job_died_active_before_its_claim_is_delivered_again(api, settings):
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).isoformat()
+    task_id = await submit(api, "noop", run_at=later)
+    queue = make_queue(settings)
+    try:
+        # What a worker SIGKILLed between SAQ's dequeue and our claim leaves behind.
+        job = await queue.job(f"{task_id}:0")
+        assert job is not None
+        await queue.redis.zadd(queue.namespace("incomplete"), {job.id: 0})
+        job.status = Status.ACTIVE
+        await queue.redis.set(job.id, queue.serialize(job))
+    finally:
+        await queue.disconnect()
+    engine = create_async_engine(settings.sqlalchemy_url)
+    async with engine.begin() as db:
+        await db.execute(
+            text(
+                "UPDATE tasks SET run_at = now() - interval '5 s', updated_at = now() - interval '5 s'"
+                " WHERE id = :id"
+            ),
+            {"id": uuid.UUID(task_id)},
+        )
+    await engine.dispose()
+    task = await wait_for(api, task_id, timeout_s=20)
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 1

@@ -31,6 +31,10 @@ class Batcher(Generic[ItemT, ResultT]):
             self._drainer = asyncio.create_task(self._drain())
         return future
 
+    def busy(self) -> list[asyncio.Task[None]]:
+        """The flush in progress, if any (shutdown waits for it)."""
+        return [self._drainer] if self._drainer is not None and not self._drainer.done() else []
+
     async def _drain(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._max_size], self._pending[self._max_size :]

@@ -43,7 +43,7 @@ class Runner:
     worker_id: str
     claims: Batcher[uuid.UUID, Moved | None] = field(init=False)
     completions: Batcher[tuple[uuid.UUID, int, str], bool] = field(init=False)
-    _background: set[asyncio.Future[None]] = field(init=False, default_factory=set)
+    _background: set[asyncio.Future[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.claims = Batcher(self._claim_many)
@@ -100,11 +100,14 @@ class Runner:
         try:
             result = await asyncio.wait_for(handler, timeout_s)
         except asyncio.CancelledError:
-            if lost.is_set() and not _being_cancelled():
+            if _being_cancelled():
+                await self._release(task)  # worker shutting down: hand the task back, uncounted
+                raise
+            if lost.is_set():
                 logger.info("task %s: cancelled or taken away while running; handler stopped", task.id)
                 return
-            await self._release(task)  # worker shutting down: hand the task back, uncounted
-            raise
+            # The handler itself raised CancelledError (say, from a task it awaited): a failure.
+            await self._retry_or_fail(task, job_type, "CancelledError raised by the handler")
         except TimeoutError:
             await self._retry_or_fail(task, job_type, f"timed out after {timeout_s:g} s")
         except PermanentError as exc:
@@ -116,19 +119,24 @@ class Runner:
                 logger.info("task %s: completion refused; it was cancelled or taken over", task.id)
         finally:
             keeper.cancel()
+            await asyncio.wait([keeper])  # never leave a renewal holding a connection behind
 
     async def _keep_lease(self, task: Moved, handler: asyncio.Task[Any], lost: asyncio.Event) -> None:
-        """Renew the lease; when the row says we no longer own the attempt, stop the handler."""
+        """Renew the lease; when the row says we no longer own the attempt, or when renewals have
+        failed for most of a lease (the reconciler may hand the task to another worker), stop."""
+        clock = asyncio.get_running_loop().time
+        renewed = clock()
+        lease_s = self.settings.task_lease_s
         while not handler.done():
             await asyncio.sleep(self.settings.task_heartbeat_s)
             try:
                 async with self.engine.connect() as db:
-                    owned = await transitions.heartbeat(
-                        db, task.id, task.attempts, self.settings.task_lease_s
-                    )
-            except Exception:  # a database blip must not kill the handler; the lease has slack
+                    owned = await transitions.heartbeat(db, task.id, task.attempts, lease_s)
+            except Exception:  # a database blip must not kill the handler while the lease holds
                 logger.warning("task %s: lease renewal failed", task.id, exc_info=True)
-                continue
+                owned = clock() - renewed < 0.8 * lease_s
+            else:
+                renewed = clock() if owned else renewed
             if not owned:
                 lost.set()
                 handler.cancel()
@@ -151,8 +159,7 @@ class Runner:
         await self._finish(transitions.FAIL, task, error=error, detail={"error": error})
 
     async def _release(self, task: Moved) -> None:
-        # Shielded: this runs while the worker is being cancelled and must still reach the database.
-        await asyncio.shield(self._finish(transitions.RELEASE, task, detail={"reason": "worker shutdown"}))
+        await self._finish(transitions.RELEASE, task, detail={"reason": "worker shutdown"})
 
     async def _finish(
         self,
@@ -160,6 +167,26 @@ class Runner:
         task: Moved,
         detail: dict[str, Any] | None = None,
         **params: Any,
+    ) -> Moved | None:
+        """Shielded and tracked: a write that ends an attempt must land even when the worker is
+        being cancelled, and shutdown waits for it (drain) before closing the pool."""
+        write = asyncio.ensure_future(self._write(transition, task, detail, params))
+        self._background.add(write)
+        write.add_done_callback(self._background.discard)
+        return await asyncio.shield(write)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for every pending write, batched ones included."""
+        pending = [*self._background, *self.claims.busy(), *self.completions.busy()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout_s)
+
+    async def _write(
+        self,
+        transition: transitions.Transition,
+        task: Moved,
+        detail: dict[str, Any] | None,
+        params: dict[str, Any],
     ) -> Moved | None:
         async with self.engine.connect() as db:
             moved = await transitions.move(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
+from saq.job import Status
 from sqlalchemy import text
 
 from orchestrator.idempotency import forget_expired
@@ -17,7 +19,7 @@ from orchestrator.tasks.submit import Delivery, enqueue
 
 if TYPE_CHECKING:
     from saq.queue.redis import RedisQueue
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
     from orchestrator.settings import Settings
 
@@ -48,6 +50,8 @@ EXPIRE_LEASES = text(
 
 # Due tasks untouched for a few seconds: fresh ones were just enqueued by whoever wrote them,
 # and checking each against Redis under load would cost the workers a quarter of their time.
+LEAD = text("SELECT pg_try_advisory_xact_lock(:key)")
+
 DUE = text(
     """
     SELECT id, attempts FROM tasks
@@ -59,33 +63,53 @@ DUE = text(
 
 
 async def reconcile_once(
-    db: AsyncConnection, queue: RedisQueue, settings: Settings, limit: int = 5000
+    engine: AsyncEngine, queue: RedisQueue, settings: Settings, limit: int = 5000
 ) -> int:
-    """One round: expire lost leases, then enqueue every due task Redis does not hold. Returns enqueued."""
-    await db.execute(EXPIRE_LEASES)
-    await forget_expired(db)
-    params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
-    due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
+    """One round: expire lost leases, then deliver again every due task whose delivery Redis lost
+    or holds stuck. Returns how many were enqueued; 0 when another process leads this round."""
+    async with engine.begin() as db:  # committed on its own: a Redis outage must not undo it
+        if not await db.scalar(LEAD, {"key": LOCK_KEY}):
+            return 0
+        await db.execute(EXPIRE_LEASES)
+        await forget_expired(db)
+        params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
+        due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
     if not due:
         return 0
+    redeliver = await _undelivered(queue, due)
+    enqueued = await enqueue(queue, redeliver, settings.saq_job_ttl_s) if redeliver else 0
+    if enqueued:
+        logger.info("reconciler: delivered %d task(s) again", enqueued)
+    return enqueued
+
+
+async def _undelivered(queue: RedisQueue, due: list[Delivery]) -> list[Delivery]:
+    """The due tasks Redis will not run: job missing, scheduled for later than the task is due
+    (a retry by hand of a cancelled task), or ACTIVE while the task was never claimed (its
+    worker died between dequeue and claim). Stuck jobs are finished in SAQ so the key frees up."""
     async with queue.redis.pipeline(transaction=False) as pipe:
         for delivery in due:
             # The incomplete set holds every queued, scheduled and running SAQ job.
             pipe.zscore(queue.namespace("incomplete"), queue.job_id(delivery.job_key))
         scores = await pipe.execute()
+    now = time.time()
     missing = [delivery for delivery, score in zip(due, scores, strict=True) if score is None]
-    enqueued = await enqueue(queue, missing, settings.saq_job_ttl_s) if missing else 0
-    if enqueued:
-        logger.info("reconciler: enqueued %d task(s) Redis did not have", enqueued)
-    return enqueued
+    held = [delivery for delivery, score in zip(due, scores, strict=True) if score is not None]
+    stale_later = {
+        d.job_key for d, score in zip(due, scores, strict=True) if score is not None and score > now
+    }
+    jobs = await queue.jobs(delivery.job_key for delivery in held) if held else []
+    for delivery, job in zip(held, jobs, strict=True):
+        if job is not None and (job.status == Status.ACTIVE or delivery.job_key in stale_later):
+            await queue.finish(job, Status.ABORTED, error="not claimed in time; delivered again")
+            missing.append(delivery)
+    return missing
 
 
 async def reconcile_forever(engine: AsyncEngine, queue: RedisQueue, settings: Settings) -> None:
     while True:
         try:
-            async with engine.begin() as db:
-                if await db.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": LOCK_KEY}):
-                    await reconcile_once(db, queue, settings)
+            await reconcile_once(engine, queue, settings)
         except asyncio.CancelledError:
             raise
         except Exception:  # PostgreSQL or Redis away: try again next round, never die

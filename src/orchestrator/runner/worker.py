@@ -44,8 +44,9 @@ def make_queue(settings: Settings) -> RedisQueue:
 
 async def serve(settings: Settings, concurrency: int) -> None:
     """Run until SIGTERM/SIGINT; in-flight jobs get `shutdown_grace_s`, the rest are handed back."""
-    pool = min(concurrency + 2, 20)
-    options = engine_options(settings) | {"pool_size": pool, "max_overflow": pool}
+    # Claims and completions are batched; each running job still renews its lease. Keep
+    # processes x (pool + overflow) under PostgreSQL's max_connections.
+    options = engine_options(settings) | {"pool_size": min(concurrency + 2, 30), "max_overflow": 10}
     engine = create_async_engine(settings.sqlalchemy_url, **options)
     queue = make_queue(settings)
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -64,6 +65,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
 
     async def shutdown(_: Context) -> None:
+        await runner.drain(timeout_s=10)
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,6 +81,9 @@ async def serve(settings: Settings, concurrency: int) -> None:
         startup=startup,
         shutdown=shutdown,
         shutdown_grace_period_s=settings.shutdown_grace_s,
+        # After the grace period SAQ cancels the jobs; give handlers time to unwind and the
+        # hand-back (PROCESSING -> PENDING) time to be written. SAQ's default is 1 s.
+        cancellation_hard_deadline_s=5.0,
         # sweep: SAQ's own stuck-job check. Our leases and the reconciler do that job from
         # PostgreSQL; SAQ's sweep only tidies Redis, so once a minute is plenty.
         timers={"schedule": 1, "sweep": 60, "abort": 1, "worker_info": 10},
