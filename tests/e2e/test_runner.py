@@ -323,3 +323,27 @@ async def test_a_task_whose_job_died_active_before_its_claim_is_delivered_again(
     task = await wait_for(api, task_id, timeout_s=20)
     assert task["status"] == "COMPLETED"
     assert task["attempts"] == 1
+
+
+async def test_a_handler_past_its_timeout_is_stopped_and_counted_as_a_failure(api, markers):
+    payload = {"marker_dir": str(markers), "sleep_s": 10}
+    task_id = await submit(api, "flaky", payload, timeout_s=0.5, max_attempts=1)
+    task = await wait_for(api, task_id, timeout_s=20)
+    assert task["status"] == "FAILED"
+    assert "timed out after 0.5 s" in task["error"]
+    assert runs(markers, task_id, "cancelled") == [1]
+
+
+async def test_the_saq_job_carries_only_the_task_id(api, settings):
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).isoformat()
+    lead = (await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com"})).json()
+    task_id = await submit(api, "crm_update", {"lead_id": lead["id"], "changes": {"score": 1}}, run_at=later)
+    queue = make_queue(settings)
+    try:
+        job = await queue.job(f"{task_id}:0")
+    finally:
+        await queue.disconnect()
+    assert job is not None
+    assert job.kwargs == {"task_id": task_id}
+    assert (job.timeout, job.retries, job.heartbeat) == (0, 1, 0)
+    await api.post(f"/tasks/{task_id}/cancel")
