@@ -1,8 +1,9 @@
-"""`crm_update`: apply field and status changes to a lead, then sync its state to the CRM.
+"""`crm_update`: apply field and status changes to a lead, then push its state to the CRM.
 
-Every API write to a lead records one (with no changes) so the CRM hears of it. Pushing to a
-CRM webhook arrives with CRM_WEBHOOK_URL; until one is configured the sync is reported as
-skipped in the result, never faked.
+Every API write to a lead records one (with no changes) so the CRM hears of it. The changes
+are applied against the lead's current version (a concurrent writer makes the attempt fail and
+retry against the fresh version); the push goes to CRM_WEBHOOK_URL, signed (see
+orchestrator.leads.crm_sync). With no webhook configured the sync is reported as skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.errors import NotFound
+from orchestrator.leads.crm_sync import push_lead
 from orchestrator.leads.schemas import LeadPatch, LeadRead
 from orchestrator.leads.services import get_lead, patch_lead
 from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
@@ -35,12 +37,13 @@ async def handle(ctx: JobContext, payload: CrmUpdatePayload) -> dict[str, Any]:
         except NotFound as exc:
             raise PermanentError(str(exc)) from None
         state = LeadRead.model_validate(lead).model_dump(mode="json")
-    return {
-        "lead_version": state["version"],
-        "changed": sorted(payload.changes.model_fields_set),
-        "crm_sync": "skipped",
-        "reason": "no CRM webhook is configured",
-    }
+    result = {"lead_version": state["version"], "changed": sorted(payload.changes.model_fields_set)}
+    settings = ctx.settings
+    if settings.crm_webhook_url is None or settings.crm_webhook_secret is None:
+        return result | {"crm_sync": "skipped", "reason": "CRM_WEBHOOK_URL is not configured"}
+    secret = settings.crm_webhook_secret.get_secret_value()
+    status = await push_lead(ctx.http, settings.crm_webhook_url, secret, state, ctx.idempotency_key)
+    return result | {"crm_sync": "sent", "crm_status": status}
 
 
 job = JobType(

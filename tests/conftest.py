@@ -105,7 +105,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     env = {
         name.upper(): json.dumps(value) if isinstance(value, list) else str(value)
-        for name, value in settings.model_dump(exclude={"saq_ui_token", "data_dir"}).items()
+        for name, value in settings.model_dump(
+            exclude={"saq_ui_token", "crm_webhook_secret", "data_dir"}
+        ).items()
         if value is not None
     }
     return env

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -53,6 +54,19 @@ class Settings(BaseSettings):
     shutdown_grace_s: int = Field(default=10, ge=0, description="SIGTERM: time for in-flight jobs to finish")
     saq_job_ttl_s: int = Field(default=60, ge=1, description="How long Redis keeps a finished job for the UI")
     saq_ui_token: SecretStr | None = Field(default=None, description="Password/bearer token for /saq")
+
+    default_phone_region: str = Field(default="US", description="Region for phones without +country")
+    crm_webhook_url: str | None = Field(default=None, description="crm_update POSTs each lead's state here")
+    crm_webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for the signature"
+    )
+    crm_webhook_timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Self:
+        if self.crm_webhook_url and not self.crm_webhook_secret:
+            raise ValueError("CRM_WEBHOOK_URL needs CRM_WEBHOOK_SECRET: the CRM must be able to verify us")
+        return self
 
     log_level: str = "INFO"
 

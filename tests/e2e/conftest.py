@@ -102,10 +102,18 @@ def services() -> Iterator[list[Service]]:
 
 
 @pytest.fixture(scope="module")
-def worker_service(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def worker_extra_env() -> dict[str, str]:
+    """Settings a module gives its workers on top of the session's (override in the module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def worker_service(
+    settings: Settings, worker_extra_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     """`orchestrator worker --processes 2` for the tests of one module."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1"}
+    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1"} | worker_extra_env
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     worker = Service(["worker", "--processes", "2", "--concurrency", "10"], env, log)
     worker.start()

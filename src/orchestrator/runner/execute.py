@@ -19,6 +19,7 @@ from orchestrator.tasks import transitions
 from orchestrator.tasks.submit import Delivery, enqueue
 
 if TYPE_CHECKING:
+    import httpx
     from saq.queue import Queue
     from saq.types import Context
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -41,6 +42,7 @@ class Runner:
     registry: Registry
     settings: Settings
     worker_id: str
+    http: httpx.AsyncClient
     claims: Batcher[uuid.UUID, Moved | None] = field(init=False)
     completions: Batcher[tuple[uuid.UUID, int, str], bool] = field(init=False)
     _background: set[asyncio.Future[Any]] = field(init=False, default_factory=set)
@@ -92,6 +94,7 @@ class Runner:
             sessions=self.sessions,
             settings=self.settings,
             logger=logging.LoggerAdapter(logging.getLogger(f"jobs.{task.type}"), {"task_id": str(task.id)}),
+            http=self.http,
         )
         handler = asyncio.create_task(job_type.handler(context, payload))
         lost = asyncio.Event()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import uuid
     from collections.abc import Callable, Coroutine
 
+    import httpx
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
     from orchestrator.settings import Settings
@@ -46,6 +47,7 @@ class JobContext:
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
     logger: logging.LoggerAdapter[logging.Logger]
+    http: httpx.AsyncClient
 
     @property
     def idempotency_key(self) -> str:

@@ -9,6 +9,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
+import httpx
 from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Worker
 from saq.queue.redis import RedisQueue
@@ -57,6 +58,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         registry=discover(settings.job_packages),
         settings=settings,
         worker_id=worker_id,
+        http=httpx.AsyncClient(timeout=settings.crm_webhook_timeout_s, follow_redirects=False),
     )
     background: list[asyncio.Task[None]] = []
 
@@ -70,6 +72,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await runner.http.aclose()
         await queue.disconnect()
         await engine.dispose()
 

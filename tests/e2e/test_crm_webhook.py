@@ -1,0 +1,124 @@
+"""crm_update pushing to a real HTTP server on 127.0.0.1 that checks the signature."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from orchestrator.leads.crm_sync import SIGNATURE_HEADER
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_runner import submit
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SECRET = "webhook-secret-for-tests"  # noqa: S105  (a test fixture)
+
+
+class FakeCrm(ThreadingHTTPServer):
+    """Answers a lead's updates with the statuses planned for it, in order (then 200)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), CrmHandler)
+        self.plans: dict[str, list[int]] = {}
+        self.received: list[dict[str, Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/leads"
+
+
+class CrmHandler(BaseHTTPRequestHandler):
+    server: FakeCrm
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        lead = json.loads(body)["lead"]
+        signed = hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected)
+        # Plans apply to the test's own update; the push that creating the lead triggers gets 200.
+        planned = (lead["status"] == "contacted" and self.server.plans.get(lead["id"])) or [200]
+        status = planned.pop(0) if signed else 401
+        self.server.received.append(
+            {"lead": lead, "signed": signed, "key": self.headers.get("Idempotency-Key"), "status": status}
+        )
+        answer = json.dumps({"ok": status < 300, "detail": f"planned {status}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def crm() -> Iterator[FakeCrm]:
+    server = FakeCrm()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def worker_extra_env(crm: FakeCrm) -> dict[str, str]:
+    return {"CRM_WEBHOOK_URL": crm.url, "CRM_WEBHOOK_SECRET": SECRET}
+
+
+@pytest.fixture(autouse=True)
+def _workers_running(worker_service):
+    worker_service.assert_running()
+
+
+async def new_lead(api) -> dict[str, Any]:
+    response = await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com", "company": "Acme"})
+    return response.json()
+
+
+async def crm_update(api, crm: FakeCrm, plan: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    lead = await new_lead(api)
+    crm.plans[lead["id"]] = list(plan)
+    payload = {"lead_id": lead["id"], "changes": {"status": "contacted"}}
+    task = await wait_for(api, await submit(api, "crm_update", payload, lead_id=lead["id"]), timeout_s=30)
+    calls = [
+        call
+        for call in crm.received
+        if call["lead"]["id"] == lead["id"] and call["lead"]["status"] == "contacted"
+    ]
+    return task, calls
+
+
+async def test_the_lead_state_is_pushed_signed_with_a_stable_idempotency_key(api, crm):
+    task, calls = await crm_update(api, crm, [200])
+    assert task["status"] == "COMPLETED"
+    assert task["result"]["crm_sync"] == "sent"
+    assert len(calls) == 1
+    assert calls[0]["signed"]
+    assert calls[0]["key"] == f"task-{task['id']}"
+    assert calls[0]["lead"]["version"] == task["result"]["lead_version"]
+
+
+async def test_a_5xx_is_retried_with_the_same_idempotency_key(api, crm):
+    task, calls = await crm_update(api, crm, [500, 503, 200])
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 3
+    assert [call["status"] for call in calls] == [500, 503, 200]
+    assert {call["key"] for call in calls} == {f"task-{task['id']}"}
+
+
+async def test_a_4xx_fails_at_once_with_the_remote_answer(api, crm):
+    task, calls = await crm_update(api, crm, [422])
+    assert task["status"] == "FAILED"
+    assert task["attempts"] == 1
+    assert "CRM answered 422" in task["error"]
+    assert "planned 422" in task["error"]
+    assert len(calls) == 1
