@@ -61,6 +61,11 @@ class Settings(BaseSettings):
         default=None, description="HMAC-SHA256 key for the signature"
     )
     crm_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    smtp_url: SecretStr | None = Field(
+        default=None, description="smtp://user:pass@host:587?starttls=true or smtps://...; unset: .eml files"
+    )
+    email_from: str = Field(default="orchestrator@localhost", description="From: of email_send")
+    email_outbox_dir: Path = Field(default=Path(".orchestrator/outbox"), description="Where .eml files go")
 
     @model_validator(mode="after")
     def _webhook_is_signed(self) -> Self:

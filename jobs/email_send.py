@@ -1,0 +1,111 @@
+"""`email_send`: render a message from templates and the lead, send it once.
+
+Through SMTP when SMTP_URL is set, else as an `.eml` file in EMAIL_OUTBOX_DIR. The Message-ID
+is derived from the task, and the delivery is recorded (email_deliveries) as soon as the server
+accepts it, before the task finishes: a retry or a re-delivery after that finds the record and
+does not send again. (A crash in the instant between the server's acceptance and the record
+could still send twice; the fixed Message-ID lets receivers drop such a copy.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from sqlalchemy.dialects.postgresql import insert
+
+from orchestrator.errors import NotFound
+from orchestrator.leads.services import get_lead
+from orchestrator.mail.models import EmailDelivery
+from orchestrator.mail.render import build_message, render, unknown_placeholders
+from orchestrator.mail.transport import send_smtp, write_eml
+from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
+
+
+class EmailPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: uuid.UUID | None = Field(
+        default=None, description="Fills the templates; its email is the default To"
+    )
+    to: EmailStr | None = Field(default=None, description="Recipient; default: the lead's email")
+    subject: str = Field(min_length=1, max_length=300, description="Template, e.g. 'Hello {first_name}'")
+    text: str | None = Field(default=None, max_length=100_000, description="Plain-text body template")
+    html: str | None = Field(
+        default=None, max_length=200_000, description="HTML body template (values escaped)"
+    )
+
+    @field_validator("subject", "text", "html")
+    @classmethod
+    def _known_placeholders(cls, template: str | None) -> str | None:
+        if template is not None and (unknown := unknown_placeholders(template)):
+            raise ValueError(f"unknown placeholders {sorted(unknown)}; use only lead fields")
+        return template
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.lead_id is None and self.to is None:
+            raise ValueError("give a lead_id or a to address")
+        if self.text is None and self.html is None:
+            raise ValueError("give a text or an html body")
+        return self
+
+
+async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
+    async with ctx.sessions() as session:
+        sent = await session.get(EmailDelivery, ctx.task_id)
+        if sent is not None:
+            return _result(sent.message_id, sent.recipient, sent.transport, already_sent=True)
+        values: dict[str, Any] = {}
+        if payload.lead_id is not None:
+            try:
+                lead = await get_lead(session, payload.lead_id)
+            except NotFound as exc:
+                raise PermanentError(str(exc)) from None
+            values = {
+                name: getattr(lead, name)
+                for name in ("first_name", "last_name", "email", "phone", "company", "source")
+            }
+            values["status"] = lead.status.value
+    recipient = payload.to or values.get("email")
+    if not recipient:
+        raise PermanentError("the lead has no email address and no `to` was given")
+    message_id = f"<task-{ctx.task_id}@orchestrator>"
+    message = build_message(
+        sender=ctx.settings.email_from,
+        to=recipient,
+        subject=render(payload.subject, values),
+        text=render(payload.text, values) if payload.text is not None else None,
+        html_body=render(payload.html, values, escape=True) if payload.html is not None else None,
+        message_id=message_id,
+    )
+    if ctx.settings.smtp_url is not None:
+        await send_smtp(message, ctx.settings.smtp_url.get_secret_value())
+        transport = "smtp"
+    else:
+        write_eml(message, ctx.settings.email_outbox_dir)
+        transport = "file"
+    async with ctx.sessions() as session, session.begin():
+        record = {
+            "task_id": ctx.task_id,
+            "message_id": message_id,
+            "recipient": recipient,
+            "transport": transport,
+        }
+        await session.execute(insert(EmailDelivery).values(record).on_conflict_do_nothing())
+    return _result(message_id, recipient, transport, already_sent=False)
+
+
+def _result(message_id: str, recipient: str, transport: str, *, already_sent: bool) -> dict[str, Any]:
+    return {"message_id": message_id, "to": recipient, "transport": transport, "already_sent": already_sent}
+
+
+job = JobType(
+    name="email_send",
+    payload=EmailPayload,
+    handler=handle,
+    description="Render an email from templates and a lead; send it through SMTP or to .eml files, once.",
+    timeout_s=60,
+    retry=RetryPolicy(max_attempts=5, backoff_base_s=5.0, backoff_max_s=600.0),
+)

@@ -1,0 +1,1 @@
+"""Email: templates, SMTP and file transports, and the record that stops a second send."""

@@ -1,0 +1,43 @@
+"""Subject and body templates: `{first_name}` and friends, filled from the lead.
+
+Only the names in FIELDS exist (no attribute access, no format specs), so a template cannot
+reach anything but the lead's plain fields; in HTML bodies the values are escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from email.message import EmailMessage
+from typing import Any
+
+FIELDS = frozenset({"first_name", "last_name", "email", "phone", "company", "source", "status"})
+PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def unknown_placeholders(template: str) -> set[str]:
+    return set(PLACEHOLDER.findall(template)) - FIELDS
+
+
+def render(template: str, values: dict[str, Any], *, escape: bool = False) -> str:
+    def value(match: re.Match[str]) -> str:
+        text = "" if values.get(match[1]) is None else str(values[match[1]])
+        return html.escape(text) if escape else text
+
+    return PLACEHOLDER.sub(value, template)
+
+
+def build_message(
+    *, sender: str, to: str, subject: str, text: str | None, html_body: str | None, message_id: str
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, to, subject
+    message["Message-ID"] = message_id
+    if text is not None:
+        message.set_content(text)
+    if html_body is not None:
+        if text is None:
+            message.set_content(html_body, subtype="html")
+        else:
+            message.add_alternative(html_body, subtype="html")
+    return message

@@ -1,0 +1,39 @@
+"""email_send with no SMTP server: an RFC 5322 .eml file in the outbox folder."""
+
+from __future__ import annotations
+
+import email
+import uuid
+from email import policy
+
+import pytest
+
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_runner import submit
+
+
+@pytest.fixture(scope="module")
+def outbox(tmp_path_factory):
+    return tmp_path_factory.mktemp("outbox")
+
+
+@pytest.fixture(scope="module")
+def worker_extra_env(outbox) -> dict[str, str]:
+    return {"EMAIL_OUTBOX_DIR": str(outbox)}
+
+
+@pytest.fixture(autouse=True)
+def _workers_running(worker_service):
+    worker_service.assert_running()
+
+
+async def test_without_smtp_the_message_is_an_eml_file(api, outbox):
+    payload = {"to": f"{uuid.uuid4().hex}@example.com", "subject": "Files", "text": "hello from the outbox"}
+    task = await wait_for(api, await submit(api, "email_send", payload))
+    assert task["status"] == "COMPLETED", task["error"]
+    assert task["result"]["transport"] == "file"
+    [path] = outbox.glob(f"task-{task['id']}*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert message["To"] == payload["to"]
+    assert message["Message-ID"] == task["result"]["message_id"]
+    assert message.get_content().strip() == "hello from the outbox"
