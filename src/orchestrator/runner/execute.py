@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from orchestrator.runner.batching import Batcher
-from orchestrator.runner.job import JobContext, PermanentError
+from orchestrator.runner.job import JobContext, PermanentError, Suspend
 from orchestrator.tasks import transitions
+from orchestrator.tasks.status import TaskStatus
 from orchestrator.tasks.submit import Delivery, enqueue
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import httpx
     from saq.queue import Queue
     from saq.types import Context
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from orchestrator.runner.job import JobType
     from orchestrator.runner.registry import Registry
     from orchestrator.settings import Settings
+    from orchestrator.tasks.models import Task
     from orchestrator.tasks.transitions import Moved
 
 logger = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ class Runner:
             await self._fail(task, f"unknown job type {task.type!r} (not in this worker's job packages)")
             return
         try:
-            payload = job_type.payload.model_validate(task.payload)
+            payload = job_type.payload.model_validate(task.payload, context={"job_types": self.registry})
         except ValidationError as exc:
             await self._fail(task, f"invalid payload: {exc}")
             return
@@ -95,6 +99,8 @@ class Runner:
             settings=self.settings,
             logger=logging.LoggerAdapter(logging.getLogger(f"jobs.{task.type}"), {"task_id": str(task.id)}),
             http=self.http,
+            deliver=self._deliver,
+            job_types=self.registry,
         )
         handler = asyncio.create_task(job_type.handler(context, payload))
         lost = asyncio.Event()
@@ -113,6 +119,12 @@ class Runner:
             await self._retry_or_fail(task, job_type, "CancelledError raised by the handler")
         except TimeoutError:
             await self._retry_or_fail(task, job_type, f"timed out after {timeout_s:g} s")
+        except Suspend as exc:
+            moved = await self._finish(
+                transitions.SUSPEND, task, detail={"waiting": exc.reason}, delay_s=exc.delay_s
+            )
+            if moved is not None:  # children go out only now, so that their end finds us waiting
+                await self._deliver(exc.deliver)
         except PermanentError as exc:
             await self._fail(task, f"{type(exc).__name__}: {exc}")
         except Exception as exc:
@@ -120,6 +132,8 @@ class Runner:
         else:
             if not await self.completions.submit((task.id, task.attempts, _json(result))):
                 logger.info("task %s: completion refused; it was cancelled or taken over", task.id)
+            elif task.parent_id is not None:
+                await self._wake(task.parent_id)
         finally:
             keeper.cancel()
             await asyncio.wait([keeper])  # never leave a renewal holding a connection behind
@@ -164,6 +178,17 @@ class Runner:
     async def _release(self, task: Moved) -> None:
         await self._finish(transitions.RELEASE, task, detail={"reason": "worker shutdown"})
 
+    async def _wake(self, parent_id: uuid.UUID) -> None:
+        """A step ended: its workflow, if it is waiting, is due now."""
+        async with self.engine.connect() as db:
+            attempts = await transitions.wake(db, parent_id)
+        if attempts is not None:
+            await enqueue(self.queue, [Delivery(parent_id, attempts)], self.settings.saq_job_ttl_s)
+
+    async def _deliver(self, tasks: Sequence[Task]) -> None:
+        deliveries = [Delivery(task.id, task.attempts, task.run_at) for task in tasks]
+        await enqueue(self.queue, deliveries, self.settings.saq_job_ttl_s)
+
     async def _finish(
         self,
         transition: transitions.Transition,
@@ -197,6 +222,8 @@ class Runner:
             )
         if moved is None:
             logger.info("task %s: %s refused; it was cancelled or taken over", task.id, transition.to)
+        elif moved.status == TaskStatus.FAILED and moved.parent_id is not None:
+            await self._wake(moved.parent_id)
         return moved
 
 

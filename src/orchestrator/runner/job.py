@@ -11,18 +11,29 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     import logging
     import uuid
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     import httpx
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from orchestrator.runner.registry import Registry
     from orchestrator.settings import Settings
+    from orchestrator.tasks.models import Task
 
 P = TypeVar("P", bound=BaseModel)
 
 
 class PermanentError(Exception):
     """Raise from a handler to fail the task now, without retrying (bad input, a 4xx from a remote)."""
+
+
+class Suspend(Exception):
+    """Raise from a handler to end this run without counting it and run again after `delay_s`, or
+    as soon as one of the task's children ends (a workflow waiting for its step)."""
+
+    def __init__(self, reason: str, delay_s: float, deliver: Sequence[Task] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.delay_s, self.deliver = reason, delay_s, deliver
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,9 @@ class JobContext:
     settings: Settings
     logger: logging.LoggerAdapter[logging.Logger]
     http: httpx.AsyncClient
+    deliver: Callable[[Sequence[Task]], Awaitable[None]]
+    """Enqueue tasks the handler recorded (in a transaction it has committed)."""
+    job_types: Registry
 
     @property
     def idempotency_key(self) -> str:

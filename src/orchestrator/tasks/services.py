@@ -39,7 +39,8 @@ async def submit_task(session: AsyncSession, registry: Registry, data: TaskCreat
         raise Unprocessable(f"type: unknown job type {data.type!r}; known types: {known}", field="type")
     try:
         # exclude_unset: a field left out stays left out (PATCH-like payloads rely on it).
-        payload = job_type.payload.model_validate(data.payload).model_dump(mode="json", exclude_unset=True)
+        checked = job_type.payload.model_validate(data.payload, context={"job_types": registry})
+        payload = checked.model_dump(mode="json", exclude_unset=True)
     except ValidationError as exc:
         raise Unprocessable(f"payload: {_describe(exc)}", field="payload", errors=_errors(exc)) from None
     if data.lead_id is not None and await session.get(Lead, data.lead_id) is None:

@@ -39,6 +39,7 @@ class Moved:
     max_attempts: int
     timeout_s: float | None
     lead_id: uuid.UUID | None
+    parent_id: uuid.UUID | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Moved:
@@ -52,6 +53,7 @@ class Moved:
             max_attempts=row.max_attempts,
             timeout_s=row.timeout_s,
             lead_id=row.lead_id,
+            parent_id=row.parent_id,
         )
 
 
@@ -72,7 +74,7 @@ class Transition:
                 FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
                 WHERE t.id = old.id AND t.status = ANY(:allowed) {self.guard}
                 RETURNING t.id, t.type, t.status, old.status AS from_status, t.payload, t.attempts,
-                          t.max_attempts, t.timeout_s, t.lead_id
+                          t.max_attempts, t.timeout_s, t.lead_id, t.parent_id
             ), event AS (
                 INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
                 SELECT id, from_status, status, attempts, :worker, CAST(:detail AS JSONB) FROM moved
@@ -98,6 +100,15 @@ FAIL = Transition(
 # PROCESSING -> PENDING: a worker shutting down hands its task back; the attempt is not counted.
 RELEASE = Transition(
     P, frozenset({X}), "attempts = t.attempts - 1, run_at = now(), lease_until = NULL, worker_id = NULL", MINE
+)
+# PROCESSING -> PENDING: a workflow waits for its step. The run is counted in attempts and the
+# budget grows by one, so waiting never exhausts it; due after :delay_s, or when the step ends.
+SUSPEND = Transition(
+    P,
+    frozenset({X}),
+    "max_attempts = t.max_attempts + 1, run_at = now() + make_interval(secs => :delay_s),"
+    " lease_until = NULL, worker_id = NULL",
+    MINE,
 )
 # PENDING | RETRY | PROCESSING -> CANCELLED: a running handler sees it at its next heartbeat.
 CANCEL = Transition(TaskStatus.CANCELLED, frozenset({P, R, X}), "finished_at = now(), lease_until = NULL")
@@ -134,7 +145,7 @@ CLAIM_MANY = text(
         FROM wanted AS w
         WHERE t.id = w.id AND t.status IN ('PENDING', 'RETRY')
         RETURNING t.id, t.type, t.status, w.status AS from_status, t.payload, t.attempts, t.max_attempts,
-                  t.timeout_s, t.lead_id
+                  t.timeout_s, t.lead_id, t.parent_id
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
         SELECT id, from_status, status, attempts, :worker FROM moved
@@ -210,6 +221,22 @@ async def move(
         )
     ).first()
     return Moved.from_row(row) if row is not None else None
+
+
+# A waiting PENDING task (a workflow) becomes due now: one of its steps has ended.
+WAKE = text(
+    """
+    UPDATE tasks SET run_at = now(), updated_at = now()
+    WHERE id = :id AND status = 'PENDING' AND run_at > now()
+    RETURNING id, attempts
+    """
+)
+
+
+async def wake(db: Executor, task_id: uuid.UUID) -> int | None:
+    """Make a waiting task due now; its attempt count (for the delivery) when it was waiting."""
+    row = (await db.execute(WAKE, {"id": task_id})).first()
+    return int(row.attempts) if row is not None else None
 
 
 async def heartbeat(db: Executor, task_id: uuid.UUID, attempt: int, lease_s: float) -> bool:

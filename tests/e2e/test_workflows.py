@@ -1,0 +1,109 @@
+"""workflow_execute: steps as child tasks, resumed after SIGKILL, failing on a failed step."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_runner import runs, submit, transitions
+
+
+@pytest.fixture(scope="module")
+def outbox(tmp_path_factory):
+    return tmp_path_factory.mktemp("outbox")
+
+
+@pytest.fixture(scope="module")
+def worker_extra_env(outbox) -> dict[str, str]:
+    return {"EMAIL_OUTBOX_DIR": str(outbox)}
+
+
+@pytest.fixture(autouse=True)
+def _workers_running(worker_service):
+    worker_service.assert_running()
+
+
+async def children(api, task_id: str) -> list[dict[str, Any]]:
+    return (await api.get(f"/tasks/{task_id}")).json()["children"]
+
+
+async def test_new_lead_followup_runs_its_three_steps_in_order(api, outbox):
+    body = {"email": f"{uuid.uuid4().hex}@example.com", "first_name": "Ada", "phone": "(415) 555-2671"}
+    lead = (await api.post("/leads", json=body)).json()
+    task_id = await submit(api, "workflow_execute", {"workflow": "new_lead_followup"}, lead_id=lead["id"])
+    task = await wait_for(api, task_id, timeout_s=60)
+    assert task["status"] == "COMPLETED", task["error"]
+    steps = task["children"]
+    assert [step["type"] for step in steps] == ["lead_process", "crm_update", "email_send"]
+    assert all(step["status"] == "COMPLETED" and step["attempts"] == 1 for step in steps)
+    assert all(step["parent_id"] == task_id and step["lead_id"] == lead["id"] for step in steps)
+    assert [step["task_id"] for step in task["result"]["steps"]] == [step["id"] for step in steps]
+    assert (await api.get(f"/leads/{lead['id']}")).json()["phone"] == "+14155552671"
+    assert list(outbox.glob(f"task-{steps[2]['id']}*.eml"))
+
+
+async def test_steps_can_use_earlier_results(api):
+    steps = [
+        {"type": "noop", "payload": {"echo": {"score": 42}}},
+        {"type": "noop", "payload": {"echo": {"previous": "${steps.1.echo.score}"}}},
+    ]
+    task = await wait_for(api, await submit(api, "workflow_execute", {"steps": steps}), timeout_s=60)
+    assert task["status"] == "COMPLETED", task["error"]
+    assert task["children"][1]["result"]["echo"] == {"previous": 42}
+
+
+async def test_a_failed_step_fails_the_workflow_naming_the_step(api, markers):
+    steps = [
+        {"type": "noop", "payload": {}},
+        {"type": "flaky", "payload": {"marker_dir": str(markers), "permanent": True}},
+        {"type": "noop", "payload": {}},
+    ]
+    task = await wait_for(api, await submit(api, "workflow_execute", {"steps": steps}), timeout_s=60)
+    assert task["status"] == "FAILED"
+    assert "step 2 (flaky" in task["error"]
+    assert len(task["children"]) == 2
+
+
+async def test_workers_killed_between_steps_resume_and_run_each_step_once(api, worker_service, markers):
+    step = {"type": "flaky", "payload": {"marker_dir": str(markers), "sleep_s": 0.5}}
+    task_id = await submit(api, "workflow_execute", {"steps": [step, step, step]})
+    async with asyncio.timeout(30):
+        while not (done := [c for c in await children(api, task_id) if c["status"] == "COMPLETED"]):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    worker_service.stop(signal.SIGKILL)
+    worker_service.start()
+
+    task = await wait_for(api, task_id, timeout_s=90)
+    assert task["status"] == "COMPLETED", task["error"]
+    assert len(done) >= 1
+    steps = task["children"]
+    assert len(steps) == 3
+    for child in steps:
+        detail = (await api.get(f"/tasks/{child['id']}")).json()
+        assert transitions(detail).count(("PROCESSING", "COMPLETED")) == 1
+        assert runs(markers, child["id"])  # the step's handler ran
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"workflow": "nope"}, "unknown workflow"),
+        ({"steps": [{"type": "nope"}]}, "unknown job type"),
+        ({"steps": [{"type": "noop", "payload": {"echo": {"x": "${steps.1.echo}"}}}]}, "runs later"),
+        ({}, "either"),
+    ],
+)
+async def test_bad_workflows_are_refused_at_submit(api, payload, message):
+    response = await api.post("/tasks", json={"type": "workflow_execute", "payload": payload})
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+@pytest.fixture
+def markers(tmp_path):
+    return tmp_path
