@@ -116,9 +116,9 @@ async def test_a_5xx_is_retried_with_the_same_idempotency_key(api, crm):
 
 
 async def test_a_4xx_fails_at_once_with_the_remote_answer(api, crm):
-    task, calls = await crm_update(api, crm, [422])
+    task, calls = await crm_update(api, crm, [400])
     assert task["status"] == "FAILED"
     assert task["attempts"] == 1
-    assert "CRM answered 422" in task["error"]
-    assert "planned 422" in task["error"]
+    assert "CRM answered 400" in task["error"]
+    assert "planned 400" in task["error"]
     assert len(calls) == 1
