@@ -121,6 +121,19 @@ def worker_service(
     worker.kill_leftovers()
 
 
+@pytest.fixture
+def workers(worker_service: Service) -> Service:
+    """The module's worker processes, checked alive before each test that uses them."""
+    worker_service.assert_running()
+    return worker_service
+
+
+@pytest.fixture(scope="module")
+def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder for email_send's .eml files (point EMAIL_OUTBOX_DIR at it)."""
+    return tmp_path_factory.mktemp("outbox")
+
+
 @pytest.fixture(scope="module")
 async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=create_app(settings)) as client:

@@ -19,6 +19,8 @@ from tests.e2e.test_runner import submit
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+pytestmark = pytest.mark.usefixtures("workers")
+
 SECRET = "webhook-secret-for-tests"  # noqa: S105  (a test fixture)
 
 
@@ -72,11 +74,6 @@ def crm() -> Iterator[FakeCrm]:
 @pytest.fixture(scope="module")
 def worker_extra_env(crm: FakeCrm) -> dict[str, str]:
     return {"CRM_WEBHOOK_URL": crm.url, "CRM_WEBHOOK_SECRET": SECRET}
-
-
-@pytest.fixture(autouse=True)
-def _workers_running(worker_service):
-    worker_service.assert_running()
 
 
 async def new_lead(api) -> dict[str, Any]:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
 
+pytestmark = pytest.mark.usefixtures("workers")
+
+
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
@@ -45,11 +48,6 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
 @pytest.fixture(scope="module")
 def worker_extra_env(inbox: tuple[Inbox, int]) -> dict[str, str]:
     return {"SMTP_URL": f"smtp://127.0.0.1:{inbox[1]}", "EMAIL_FROM": "sales@example.com"}
-
-
-@pytest.fixture(autouse=True)
-def _workers_running(worker_service):
-    worker_service.assert_running()
 
 
 async def lead(api, **fields: Any) -> dict[str, Any]:

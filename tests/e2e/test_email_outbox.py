@@ -11,20 +11,12 @@ import pytest
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import submit
 
-
-@pytest.fixture(scope="module")
-def outbox(tmp_path_factory):
-    return tmp_path_factory.mktemp("outbox")
+pytestmark = pytest.mark.usefixtures("workers")
 
 
 @pytest.fixture(scope="module")
 def worker_extra_env(outbox) -> dict[str, str]:
     return {"EMAIL_OUTBOX_DIR": str(outbox)}
-
-
-@pytest.fixture(autouse=True)
-def _workers_running(worker_service):
-    worker_service.assert_running()
 
 
 async def test_without_smtp_the_message_is_an_eml_file(api, outbox):

@@ -9,10 +9,7 @@ import pytest
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import submit
 
-
-@pytest.fixture(autouse=True)
-def _workers_running(worker_service):
-    worker_service.assert_running()
+pytestmark = pytest.mark.usefixtures("workers")
 
 
 def unique_email(name: str = "ada") -> str:

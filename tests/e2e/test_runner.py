@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-@pytest.fixture(autouse=True)
-def _workers_running(worker_service):
-    worker_service.assert_running()
+pytestmark = pytest.mark.usefixtures("workers")
 
 
 @pytest.fixture

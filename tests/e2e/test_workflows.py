@@ -12,20 +12,12 @@ import pytest
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import runs, submit, transitions
 
-
-@pytest.fixture(scope="module")
-def outbox(tmp_path_factory):
-    return tmp_path_factory.mktemp("outbox")
+pytestmark = pytest.mark.usefixtures("workers")
 
 
 @pytest.fixture(scope="module")
 def worker_extra_env(outbox) -> dict[str, str]:
     return {"EMAIL_OUTBOX_DIR": str(outbox)}
-
-
-@pytest.fixture(autouse=True)
-def _workers_running(worker_service):
-    worker_service.assert_running()
 
 
 async def children(api, task_id: str) -> list[dict[str, Any]]:
