@@ -77,8 +77,13 @@ def worker_extra_env(crm: FakeCrm) -> dict[str, str]:
 
 
 async def new_lead(api) -> dict[str, Any]:
+    """A lead whose own crm_update (recorded by its creation) has finished, so that it cannot
+    push the state the test's update is about to write."""
     response = await api.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com", "company": "Acme"})
-    return response.json()
+    lead = response.json()
+    for task in (await api.get(f"/leads/{lead['id']}/tasks")).json()["items"]:
+        await wait_for(api, task["id"], timeout_s=30)
+    return lead
 
 
 async def crm_update(api, crm: FakeCrm, plan: list[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

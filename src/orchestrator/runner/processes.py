@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,9 +36,15 @@ class WorkerProcesses:
         self.processes: list[BaseProcess] = []
         self.stopping = threading.Event()
         self._context = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()  # no spawn may slip in between stop()'s check and its SIGTERMs
+        self._started: list[float] = []
+        self._backoff_s: list[float] = []
+        self._respawn_at: dict[int, float] = {}
 
     def start(self) -> None:
         self.processes = [self._spawn(index) for index in range(self.count)]
+        self._started = [time.monotonic()] * self.count
+        self._backoff_s = [0.0] * self.count
         threading.Thread(target=self._watch, name="worker-watch", daemon=True).start()
 
     def _spawn(self, index: int) -> BaseProcess:
@@ -51,16 +58,35 @@ class WorkerProcesses:
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
             for index, process in enumerate(self.processes):
-                if process.exitcode not in (None, 0) and not self.stopping.is_set():
-                    logger.warning("%s exited with %s; starting a new one", process.name, process.exitcode)
-                    self.processes[index] = self._spawn(index)
+                if process.exitcode in (None, 0):
+                    continue
+                now = time.monotonic()
+                if index not in self._respawn_at:
+                    # One that dies young (bad settings, a server away) comes back ever more slowly.
+                    young = now - self._started[index] < 30
+                    self._backoff_s[index] = min(max(self._backoff_s[index] * 2, 1.0), 30.0) if young else 0.0
+                    self._respawn_at[index] = now + self._backoff_s[index]
+                    logger.warning(
+                        "%s exited with %s; restarting in %.0f s",
+                        process.name,
+                        process.exitcode,
+                        self._backoff_s[index],
+                    )
+                if now >= self._respawn_at[index]:
+                    with self._lock:
+                        if self.stopping.is_set():
+                            return
+                        self.processes[index] = self._spawn(index)
+                    self._started[index] = time.monotonic()
+                    del self._respawn_at[index]
 
     def stop(self, timeout_s: float) -> None:
         """SIGTERM every process (they finish or hand back their jobs), SIGKILL what outlives the timeout."""
-        self.stopping.set()
-        for process in self.processes:
-            if process.is_alive() and process.pid is not None:
-                process.terminate()
+        with self._lock:
+            self.stopping.set()
+            for process in self.processes:
+                if process.is_alive() and process.pid is not None:
+                    process.terminate()
         for process in self.processes:
             process.join(timeout_s)
             if process.is_alive():
