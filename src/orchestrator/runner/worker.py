@@ -13,6 +13,7 @@ import httpx
 from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Worker
 from saq.queue.redis import RedisQueue
+from saq.types import Context
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from orchestrator.db import engine_options
@@ -22,8 +23,6 @@ from orchestrator.runner.registry import discover
 from orchestrator.tasks.submit import RUN_TASK
 
 if TYPE_CHECKING:
-    from saq.types import Context
-
     from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +40,19 @@ def make_queue(settings: Settings) -> RedisQueue:
     )
     throttle = settings.redis_max_connections // 2
     return RedisQueue(Redis(connection_pool=pool), name=settings.queue_name, max_concurrent_ops=throttle)
+
+
+class PromptWorker(Worker[Context]):
+    """SAQ's upkeep loops sleep out their timer (sweep: a minute) before they look at the stop
+    event, and `stop()` waits for them as for jobs: every SIGTERM cost the whole grace period.
+    They hold no work, so they are cancelled first; the job tasks keep their grace."""
+
+    async def stop(self) -> None:
+        self.event.set()
+        for task in list(self.tasks):
+            if task.get_name() != "process":
+                task.cancel()
+        await super().stop()
 
 
 async def serve(settings: Settings, concurrency: int) -> None:
@@ -76,7 +88,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         await queue.disconnect()
         await engine.dispose()
 
-    worker = Worker(
+    worker = PromptWorker(
         queue,
         functions=[(RUN_TASK, runner.run_task)],
         id=worker_id,
