@@ -191,7 +191,7 @@ def _percentile(values: list[float], q: float) -> float:
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         command = [sys.executable, "-m", "orchestrator", *args]
-        return subprocess.Popen(command, env=env, stdout=out, stderr=out)  # noqa: S603  (our own CLI)
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out)
 
 
 async def _wait_ready(client: httpx.AsyncClient) -> None:

@@ -17,18 +17,10 @@ from sqlalchemy.engine import make_url
 
 from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, to_libpq_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
-
-
-def plain_url(url: str, database: str | None = None) -> str:
-    """A libpq-style URL (what asyncpg.connect takes), optionally pointing at another database."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +40,7 @@ def server_urls(
         redis = environment_settings.redis_url or stack.enter_context(
             embedded_redis(tmp_path_factory.mktemp("embedded-redis"))
         )
-        yield plain_url(postgres), redis
+        yield to_libpq_url(postgres), redis
 
 
 async def create_database(admin_url: str, prefix: str) -> str:
@@ -58,7 +50,7 @@ async def create_database(admin_url: str, prefix: str) -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    return plain_url(admin_url, name)
+    return to_libpq_url(admin_url, name)
 
 
 async def drop_database(admin_url: str, url: str) -> None:

@@ -95,6 +95,14 @@ def to_asyncpg_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
+def to_libpq_url(url: str, database: str | None = None) -> str:
+    """A plain `postgresql://` URL (what asyncpg.connect and psql take), optionally to another database."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
+    if database is not None:
+        parsed = parsed.set(database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -12,8 +12,9 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from load.service import free_port
 from orchestrator.runner.worker import make_queue
-from tests.e2e.conftest import free_port, wait_for
+from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import submit
 
 if TYPE_CHECKING:

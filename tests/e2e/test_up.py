@@ -7,7 +7,7 @@ import signal
 import httpx
 import psutil
 
-from tests.e2e.conftest import Service, free_port
+from load.service import Service, free_port
 from tests.factories import lead_body
 
 
