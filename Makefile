@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv/.synced
 
-.PHONY: up test lint format check clean
+.PHONY: up test load lint format check clean
 
 $(VENV): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -18,6 +18,9 @@ up: $(VENV)  ## run the service (embedded PostgreSQL and Redis unless DATABASE_U
 
 test: $(VENV)  ## the whole suite against real PostgreSQL and Redis (pytest exits non-zero if it collects nothing)
 	$(UV) run --locked pytest
+
+load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"
+	$(UV) run --locked python -m load $(LOAD_ARGS)
 
 lint: $(VENV)
 	$(UV) run --locked ruff check .
