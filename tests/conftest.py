@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from contextlib import ExitStack
+from contextlib import ExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -61,15 +61,23 @@ async def drop_database(admin_url: str, url: str) -> None:
         await connection.close()
 
 
+@asynccontextmanager
+async def migrated_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A fresh database migrated to head, dropped afterwards."""
+    url = await create_database(admin_url, prefix)
+    try:
+        # Alembic's env runs its own event loop: keep it off this one.
+        await asyncio.to_thread(migrate_to_head, Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+        yield url
+    finally:
+        await drop_database(admin_url, url)
+
+
 @pytest.fixture(scope="session")
 async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    """A fresh database for this test session, migrated to head."""
-    admin_url, _ = server_urls
-    url = await create_database(admin_url, "orchestrator_test")
-    # Alembic's env runs its own event loop: keep it off this one.
-    await asyncio.to_thread(migrate_to_head, Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
-    yield url
-    await drop_database(admin_url, url)
+    """A fresh database for this test session."""
+    async with migrated_database(server_urls[0], "orchestrator_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import os
 import signal
 
 from load.service import Service
-from tests.conftest import settings_env
+from tests.conftest import migrated_database, settings_env
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import runs, submit, transitions
 
@@ -41,19 +41,21 @@ async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, setting
         worker.kill_leftovers()
 
 
-async def test_sigterm_to_an_idle_worker_does_not_wait_out_the_grace_period(settings, tmp_path):
+async def test_sigterm_to_an_idle_worker_does_not_wait_out_the_grace_period(settings, server_urls, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "60"}
-    worker = Service(["worker", "--processes", "1"], env, tmp_path / "worker.log")
-    worker.start()
-    try:
-        await wait_for_log(worker.log, "job types")
+    # A database of its own: the session's may hold due tasks of other tests, which would run.
+    async with migrated_database(server_urls[0], "orchestrator_idle") as url:
+        worker = Service(["worker", "--processes", "1"], env | {"DATABASE_URL": url}, tmp_path / "worker.log")
+        worker.start()
+        try:
+            await wait_for_log(worker.log, "job types")
 
-        # SAQ's upkeep loops sleep up to a minute; with nothing running there is nothing to wait for.
-        assert worker.stop(signal.SIGTERM, timeout_s=30) == 0
-        assert "did not finish within the shutdown grace period" not in worker.log.read_text()
-    finally:
-        worker.kill_leftovers()
+            # SAQ's upkeep loops sleep up to a minute; with nothing running there is nothing to wait for.
+            assert worker.stop(signal.SIGTERM, timeout_s=30) == 0
+            assert "did not finish within the shutdown grace period" not in worker.log.read_text()
+        finally:
+            worker.kill_leftovers()
 
 
 async def wait_for_log(log, text, timeout_s=60.0):
