@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import uuid
 
 from load.service import Service
 from tests.conftest import migrated_database, settings_env
@@ -44,15 +46,19 @@ async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, setting
 async def test_sigterm_to_an_idle_worker_does_not_wait_out_the_grace_period(settings, server_urls, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "60"}
-    # A database of its own: the session's may hold due tasks of other tests, which would run.
+    # A database and a queue of its own: the session's may hold due tasks of other tests.
     async with migrated_database(server_urls[0], "orchestrator_idle") as url:
-        worker = Service(["worker", "--processes", "1"], env | {"DATABASE_URL": url}, tmp_path / "worker.log")
+        env |= {"DATABASE_URL": url, "QUEUE_NAME": f"idle-{uuid.uuid4().hex[:8]}", "LOG_LEVEL": "DEBUG"}
+        worker = Service(["worker", "--processes", "1"], env, tmp_path / "worker.log")
         worker.start()
         try:
             await wait_for_log(worker.log, "job types")
 
             # SAQ's upkeep loops sleep up to a minute; with nothing running there is nothing to wait for.
-            assert worker.stop(signal.SIGTERM, timeout_s=30) == 0
+            try:
+                assert worker.stop(signal.SIGTERM, timeout_s=30) == 0
+            except subprocess.TimeoutExpired:
+                raise AssertionError(worker.log.read_text()[-10_000:]) from None
             assert "did not finish within the shutdown grace period" not in worker.log.read_text()
         finally:
             worker.kill_leftovers()
