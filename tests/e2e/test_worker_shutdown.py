@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import subprocess
-import uuid
 
 from load.service import Service
-from tests.conftest import migrated_database, settings_env
+from tests.conftest import settings_env
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import runs, submit, transitions
 
@@ -41,32 +38,3 @@ async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, setting
         assert done["attempts"] == 1
     finally:
         worker.kill_leftovers()
-
-
-async def test_sigterm_to_an_idle_worker_does_not_wait_out_the_grace_period(settings, server_urls, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "60"}
-    # A database and a queue of its own: the session's may hold due tasks of other tests.
-    async with migrated_database(server_urls[0], "orchestrator_idle") as url:
-        env |= {"DATABASE_URL": url, "QUEUE_NAME": f"idle-{uuid.uuid4().hex[:8]}", "LOG_LEVEL": "DEBUG"}
-        worker = Service(["worker", "--processes", "1"], env, tmp_path / "worker.log")
-        worker.start()
-        try:
-            await wait_for_log(worker.log, "job types")
-
-            # SAQ's upkeep loops sleep up to a minute; with nothing running there is nothing to wait for.
-            try:
-                assert worker.stop(signal.SIGTERM, timeout_s=30) == 0
-            except subprocess.TimeoutExpired:
-                raise AssertionError(worker.log.read_text()[-10_000:]) from None
-            assert "did not finish within the shutdown grace period" not in worker.log.read_text()
-        finally:
-            worker.kill_leftovers()
-
-
-async def wait_for_log(log, text, timeout_s=60.0):
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if log.exists() and text in log.read_text():
-                return
-            await asyncio.sleep(0.1)
