@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException
 from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
@@ -16,6 +17,7 @@ from litestar.status_codes import (
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -23,6 +25,30 @@ if TYPE_CHECKING:
     from litestar import Request, Response
 
 logger = logging.getLogger(__name__)
+
+
+class Problem(BaseModel):
+    """The body of every error answer (RFC 9457); some carry more, e.g. `errors` on a 422."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+
+
+def problems(*codes: int) -> dict[int, ResponseSpec]:
+    """The error answers of an operation for its OpenAPI entry (503: the database is away)."""
+    return {
+        code: ResponseSpec(
+            data_container=Problem,
+            media_type="application/problem+json",
+            description=HTTPStatus(code).phrase,
+            generate_examples=False,
+        )
+        for code in (*codes, HTTP_503_SERVICE_UNAVAILABLE)
+    }
 
 
 class DomainError(Exception):
@@ -109,6 +135,15 @@ def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
     return problem
 
 
+def from_recursion_error(exc: RecursionError) -> ProblemDetailsException:
+    # The JSON decoder gives up on bodies nested about a thousand levels deep: the client's fault.
+    if "while deserializing" in str(exc):
+        detail = "The JSON body is nested too deeply (the limit is about 1,000 levels)"
+        return _problem(400, "Bad Request", detail)
+    logger.error("unhandled recursion error", exc_info=exc)
+    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred")
+
+
 def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
     problem = _problem(exc.status_code, _reason(exc.status_code), str(exc.detail), **_mapping(exc.extra))
     problem.headers = exc.headers  # e.g. WWW-Authenticate on 401, Allow on 405
@@ -142,5 +177,6 @@ problem_details_config = ProblemDetailsConfig(
         sa_exc.TimeoutError: from_database_unavailable,
         ConnectionError: from_database_unavailable,
         HTTPException: from_http_exception,
+        RecursionError: from_recursion_error,
     },
 )

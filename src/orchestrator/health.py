@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.errors import problems
 from orchestrator.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class HealthController(Controller):
         """The process is up and serving; says nothing about its dependencies."""
         return {"status": "ok"}
 
-    @get("/ready")
+    @get("/ready", responses=problems())
     async def ready(
         self,
         db_engine: NamedDependency[AsyncEngine],

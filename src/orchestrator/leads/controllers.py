@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Para
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.errors import problems
 from orchestrator.etags import etag
 from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
 from orchestrator.leads import services
@@ -51,7 +52,7 @@ class LeadController(Controller):
     path = "/leads"
     tags = ["leads"]
 
-    @post("/", status_code=HTTP_201_CREATED)
+    @post("/", status_code=HTTP_201_CREATED, responses=problems(400, 409, 413, 422))
     async def create_lead(
         self,
         request: Request[Any, Any, Any],
@@ -67,7 +68,7 @@ class LeadController(Controller):
         body = data.model_dump(mode="json")
         return await idempotent(db_session, "POST /leads", idempotency_key, body, create)
 
-    @get("/")
+    @get("/", responses=problems(400, 422))
     async def list_leads(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -82,13 +83,13 @@ class LeadController(Controller):
         leads, next_cursor = await services.list_leads(db_session, filters, cursor, limit)
         return LeadPage(items=[LeadRead.model_validate(lead) for lead in leads], next_cursor=next_cursor)
 
-    @get("/{lead_id:uuid}")
+    @get("/{lead_id:uuid}", responses=problems(404))
     async def get_lead(
         self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID]
     ) -> Response[LeadRead]:
         return _lead_response(await services.get_lead(db_session, lead_id))
 
-    @put("/{lead_id:uuid}")
+    @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 422))
     async def replace_lead(
         self,
         request: Request[Any, Any, Any],
@@ -101,7 +102,7 @@ class LeadController(Controller):
         await _sync_to_crm(request, db_session, lead)
         return _lead_response(lead)
 
-    @patch("/{lead_id:uuid}")
+    @patch("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 422))
     async def patch_lead(
         self,
         request: Request[Any, Any, Any],
@@ -114,7 +115,7 @@ class LeadController(Controller):
         await _sync_to_crm(request, db_session, lead)
         return _lead_response(lead)
 
-    @delete("/{lead_id:uuid}", status_code=HTTP_204_NO_CONTENT)
+    @delete("/{lead_id:uuid}", status_code=HTTP_204_NO_CONTENT, responses=problems(404, 412, 422))
     async def delete_lead(
         self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID], if_match: IfMatch
     ) -> None:

@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.errors import problems
 from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
 from orchestrator.leads.services import get_lead
 from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
@@ -45,7 +46,7 @@ class TaskController(Controller):
     path = "/tasks"
     tags = ["tasks"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED)
+    @post("/", status_code=HTTP_202_ACCEPTED, responses=problems(400, 409, 413, 422))
     async def submit_task(
         self,
         request: Request[Any, Any, Any],
@@ -62,7 +63,7 @@ class TaskController(Controller):
         body = data.model_dump(mode="json")
         return await idempotent(db_session, "POST /tasks", idempotency_key, body, create)
 
-    @post("/batch", status_code=HTTP_202_ACCEPTED)
+    @post("/batch", status_code=HTTP_202_ACCEPTED, responses=problems(400, 409, 413, 422))
     async def submit_tasks(
         self,
         request: Request[Any, Any, Any],
@@ -82,7 +83,7 @@ class TaskController(Controller):
         body = data.model_dump(mode="json")
         return await idempotent(db_session, "POST /tasks/batch", idempotency_key, body, create)
 
-    @get("/")
+    @get("/", responses=problems(400, 422))
     async def list_tasks(
         self,
         db_session: NamedDependency[AsyncSession],
@@ -96,7 +97,7 @@ class TaskController(Controller):
         tasks, next_cursor = await services.list_tasks(db_session, filters, cursor, limit)
         return TaskPage(items=[TaskRead.model_validate(task) for task in tasks], next_cursor=next_cursor)
 
-    @get("/{task_id:uuid}")
+    @get("/{task_id:uuid}", responses=problems(404))
     async def get_task(
         self, db_session: NamedDependency[AsyncSession], task_id: FromPath[uuid.UUID]
     ) -> TaskDetail:
@@ -111,13 +112,13 @@ class TaskController(Controller):
             }
         )
 
-    @post("/{task_id:uuid}/cancel", status_code=HTTP_200_OK)
+    @post("/{task_id:uuid}/cancel", status_code=HTTP_200_OK, responses=problems(404, 409))
     async def cancel_task(
         self, db_session: NamedDependency[AsyncSession], task_id: FromPath[uuid.UUID]
     ) -> TaskRead:
         return TaskRead.model_validate(await services.cancel_task(db_session, task_id))
 
-    @post("/{task_id:uuid}/retry", status_code=HTTP_202_ACCEPTED)
+    @post("/{task_id:uuid}/retry", status_code=HTTP_202_ACCEPTED, responses=problems(404, 409))
     async def retry_task(
         self,
         request: Request[Any, Any, Any],
@@ -134,7 +135,7 @@ class LeadTaskController(Controller):
     path = "/leads/{lead_id:uuid}/tasks"
     tags = ["leads", "tasks"]
 
-    @get("/")
+    @get("/", responses=problems(400, 404, 422))
     async def list_lead_tasks(
         self,
         db_session: NamedDependency[AsyncSession],
