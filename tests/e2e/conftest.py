@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from litestar.testing import AsyncTestClient
 
-from load.service import Service
+from load.service import Service, free_port
 from orchestrator.app import create_app
 from tests.conftest import settings_env
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from pathlib import Path
 
     from litestar import Litestar
@@ -37,6 +37,25 @@ def services() -> Iterator[list[Service]]:
     yield started
     for service in started:
         service.kill_leftovers()
+
+
+@pytest.fixture
+def start_api(
+    settings: Settings, service_env: dict[str, str], services: list[Service], tmp_path: Path
+) -> Callable[..., Awaitable[Service]]:
+    """`orchestrator api` on a free port against the session's servers, ready when returned."""
+
+    async def start(workers: int = 2) -> Service:
+        env = service_env | {"DATABASE_URL": str(settings.database_url), "REDIS_URL": settings.redis_dsn}
+        port = free_port()
+        args = ["api", "--workers", str(workers), "--port", str(port)]
+        api = Service(args, env, tmp_path / "api.log", port)
+        services.append(api)
+        api.start()
+        await api.wait_ready()
+        return api
+
+    return start
 
 
 @pytest.fixture(scope="module")

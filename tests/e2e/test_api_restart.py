@@ -7,18 +7,12 @@ import signal
 import httpx
 import pytest
 
-from load.service import Service, free_port
 from tests.factories import lead_body
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
-async def test_put_survives_an_api_restart(settings, service_env, services, tmp_path, stop_signal):
-    env = service_env | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_dsn}
-    port = free_port()
-    api = Service(["api", "--workers", "2", "--port", str(port)], env, tmp_path / "api.log", port)
-    services.append(api)
-    api.start()
-    await api.wait_ready()
+async def test_put_survives_an_api_restart(start_api, stop_signal):
+    api = await start_api(workers=2)
 
     async with httpx.AsyncClient(base_url=api.base_url) as client:
         created = await client.post("/leads", json=lead_body())

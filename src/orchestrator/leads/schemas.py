@@ -9,6 +9,7 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
 from orchestrator.leads.models import LeadStatus
+from orchestrator.limits import BoundedJSON
 
 Name = Annotated[str, StringConstraints(max_length=200)]
 Email = Annotated[EmailStr, StringConstraints(max_length=320)]
@@ -34,7 +35,7 @@ class LeadWrite(_Strict):
     source: Source | None = None
     status: LeadStatus = LeadStatus.NEW
     score: Score | None = None
-    attributes: dict[str, Any] = Field(default_factory=dict)
+    attributes: BoundedJSON = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _reachable(self) -> Self:
@@ -54,7 +55,7 @@ class LeadPatch(_Strict):
     source: Source | None = None
     status: LeadStatus | None = None
     score: Score | None = None
-    attributes: dict[str, Any] | None = None
+    attributes: BoundedJSON | None = None
 
     @model_validator(mode="after")
     def _not_null(self) -> Self:

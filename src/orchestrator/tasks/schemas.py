@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from orchestrator.limits import BoundedJSON
 from orchestrator.tasks.status import TaskStatus
 
 
@@ -15,7 +16,7 @@ class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(max_length=100, description="A job type from GET /jobs")
-    payload: dict[str, Any] = Field(default_factory=dict, description="Validated against the type's schema")
+    payload: BoundedJSON = Field(default_factory=dict, description="Validated against the type's schema")
     lead_id: uuid.UUID | None = None
     run_at: AwareDatetime | None = Field(default=None, description="Not before this time (with a timezone)")
     max_attempts: int | None = Field(default=None, ge=1, le=100, description="Default: the job type's")
