@@ -14,6 +14,7 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyPlugin,
 )
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State  # noqa: TC002  (Litestar reads it at runtime)
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         signature_namespace=saq_ui_signature_namespace,
         lifespan=[job_queue],
         request_max_body_size=settings.max_request_body_bytes,
+        cors_config=_cors(settings),
         openapi_config=OpenAPIConfig(
             title="orchestrator",
             version="0.1.0",
@@ -104,3 +106,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 def _redis_from_state(state: State) -> Redis:
     redis: Redis = state.queue.redis
     return redis
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Off unless origins are configured: a browser on another site gets no answer to read."""
+    if not settings.cors_allow_origins:
+        return None
+    return CORSConfig(
+        allow_origins=settings.cors_allow_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Content-Type", "If-Match", "Idempotency-Key", "Authorization", "X-API-Key"],
+        expose_headers=["ETag", "Location", "Retry-After", "Idempotent-Replayed"],
+    )

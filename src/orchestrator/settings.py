@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     ready_timeout_s: float = Field(default=2.0, gt=0)
 
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
+    cors_allow_origins: list[str] = Field(
+        default=[], description='Browser origins allowed, e.g. ["https://app.example.com"]; none: CORS off'
+    )
 
     job_packages: list[str] = Field(default=["jobs"], description="Packages whose modules declare jobs")
     queue_name: str = "orchestrator"

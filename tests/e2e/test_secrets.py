@@ -1,0 +1,63 @@
+"""Secrets (database password, webhook secret, SMTP password, UI token) never reach a log or an answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from load.service import Service, free_port
+from tests.conftest import settings_env
+from tests.factories import lead_body
+
+SECRETS = {
+    "db": "pw-db-5e4c1a",
+    "webhook": "whsec-5e4c1b",
+    "smtp": "pw-smtp-5e4c1c",
+    "ui": "ui-token-5e4c1d",
+}
+
+
+async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings, tmp_path):
+    # PostgreSQL here trusts local connections, so a password in the URL is accepted and unused.
+    database_url = make_url(str(settings.database_url)).set(password=SECRETS["db"])
+    env = settings_env(settings) | {
+        "PYTHONUNBUFFERED": "1",
+        "LOG_LEVEL": "DEBUG",
+        "DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "CRM_WEBHOOK_URL": "http://127.0.0.1:9/crm",  # nothing listens: every push fails
+        "CRM_WEBHOOK_SECRET": SECRETS["webhook"],
+        "SMTP_URL": f"smtp://mailer:{SECRETS['smtp']}@127.0.0.1:9",
+        "SAQ_UI_TOKEN": SECRETS["ui"],
+    }
+    port = free_port()
+    api = Service(["api", "--workers", "1", "--port", str(port)], env, tmp_path / "api.log", port)
+    worker = Service(["worker", "--processes", "1"], env, tmp_path / "worker.log")
+    answers: list[str] = []
+    try:
+        api.start()
+        worker.start()
+        await api.wait_ready()
+        async with httpx.AsyncClient(base_url=api.base_url) as client:
+            lead = (await client.post("/leads", json=lead_body())).json()
+            email = {"type": "email_send", "payload": {"lead_id": lead["id"], "subject": "Hi", "text": "Hi"}}
+            email_id = (await client.post("/tasks", json=email)).json()["id"]
+            for request in (
+                client.get("/saq/api/queues", auth=("x", "wrong")),
+                client.post("/leads", content=b"{not json", headers={"Content-Type": "application/json"}),
+                client.get("/ready"),
+            ):
+                answers.append((await request).text)
+            await asyncio.sleep(6)  # a few failed pushes and sends, and their retries
+            for task_id in (email_id, *[t["id"] for t in (await client.get("/tasks")).json()["items"]]):
+                answers.append((await client.get(f"/tasks/{task_id}")).text)
+        # The failures did happen, and their errors are in the answers.
+        assert any("SMTPConnectError" in answer for answer in answers)
+        assert any("crm_update" in answer and "connection attempts failed" in answer for answer in answers)
+    finally:
+        api.kill_leftovers()
+        worker.kill_leftovers()
+
+    seen = "\n".join([api.log.read_text(), worker.log.read_text(), *answers])
+    assert [name for name, secret in SECRETS.items() if secret in seen] == []
