@@ -129,6 +129,21 @@ def from_stale_data(_: StaleDataError) -> ProblemDetailsException:
     )
 
 
+# SQLSTATEs of a server that is going, gone or not yet back: connection exceptions (class 08),
+# admin_shutdown, crash_shutdown, cannot_connect_now.
+_SERVER_AWAY = ("08", "57P01", "57P02", "57P03")
+
+
+def from_dbapi_error(exc: sa_exc.DBAPIError) -> ProblemDetailsException:
+    """A driver error: 503 when the server is away (e.g. 'the database system is shutting
+    down'), else a 500 like any other bug."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    if exc.connection_invalidated or sqlstate.startswith(_SERVER_AWAY):
+        return from_database_unavailable(exc)
+    logger.error("database error", exc_info=exc)
+    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred")
+
+
 def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
     logger.warning("database unavailable: %s", type(exc).__name__)
     problem = _problem(HTTP_503_SERVICE_UNAVAILABLE, "Service Unavailable", "The database is unavailable")
@@ -181,6 +196,7 @@ def problem_details_config(max_body_bytes: int) -> ProblemDetailsConfig:
             ValidationException: from_validation_error,
             StaleDataError: from_stale_data,
             sa_exc.OperationalError: from_database_unavailable,
+            sa_exc.DBAPIError: from_dbapi_error,
             sa_exc.InterfaceError: from_database_unavailable,
             sa_exc.TimeoutError: from_database_unavailable,
             # A new connection to a stopped server fails below SQLAlchemy: refused over TCP
