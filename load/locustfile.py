@@ -238,7 +238,7 @@ class Integrator(FastHttpUser):
         changes = {"status": random.choice(STATUSES), "score": random.randrange(101)}
         payload = {"lead_id": lead["id"], "changes": changes}
         if self._run_task("crm_update", payload, lead["id"], changes) is not None:
-            self._check_lead(lead["id"], lambda read: differences(changes, read))
+            self._read_lead(lead["id"], lambda read: differences(changes, read), "after its job")
 
     @tag("tasks", "lead_process")
     @task(WEIGHTS["lead_process"])
@@ -248,7 +248,7 @@ class Integrator(FastHttpUser):
             return
         if self._run_task("lead_process", {"lead_id": lead["id"]}, lead["id"]) is not None:
             e164 = "+1212" + "".join(ch for ch in local[6:] if ch.isdigit())
-            self._check_lead(lead["id"], lambda read: processed(read, e164))
+            self._read_lead(lead["id"], lambda read: processed(read, e164), "after its job")
 
     @tag("tasks", "workflow")
     @task(WEIGHTS["workflow"])
@@ -299,7 +299,7 @@ class Integrator(FastHttpUser):
             if reply.retried and reply.status == 412:
                 # The first attempt may have landed before the connection dropped: the lead says.
                 reply.response.success()
-                if (state := self._get(lead_id)) is None or differences(expected, state):
+                if (state := self._read_lead(lead_id)) is None or differences(expected, state):
                     reply.fail(f"mismatch: lead {lead_id}: a retried {method} left {state}, wrote {expected}")
                     return
             elif not reply.expect(200):
@@ -321,24 +321,24 @@ class Integrator(FastHttpUser):
         self._read_back(lead_id)
 
     def _read_back(self, lead_id: str) -> None:
-        with self._call("GET", f"/leads/{lead_id}", name="/leads/[id]") as reply:
-            if reply.expect(200) and (problems := differences(self._expected(lead_id), reply.data)):
-                reply.fail(f"mismatch: lead {lead_id} reads back {'; '.join(problems)}")
-            elif not reply.failed:
-                self.etags[lead_id] = reply.etag
+        self._read_lead(lead_id, lambda read: differences(self._expected(lead_id), read))
 
-    def _get(self, lead_id: str) -> dict[str, Any] | None:
+    def _read_lead(
+        self,
+        lead_id: str,
+        problems_of: Callable[[dict[str, Any]], list[str]] = lambda _: [],
+        context: str = "reads back",
+    ) -> dict[str, Any] | None:
+        """GET the lead; what `problems_of` finds in it fails the read, naming the lead."""
         with self._call("GET", f"/leads/{lead_id}", name="/leads/[id]") as reply:
             if not reply.expect(200):
                 return None
-            self.etags[lead_id] = reply.etag
             state: dict[str, Any] = reply.data
+            if problems := problems_of(state):
+                reply.fail(f"mismatch: lead {lead_id} {context}: {'; '.join(problems)}")
+                return None
+            self.etags[lead_id] = reply.etag
             return state
-
-    def _check_lead(self, lead_id: str, problems_of: Callable[[dict[str, Any]], list[str]]) -> None:
-        with self._call("GET", f"/leads/{lead_id}", name="/leads/[id]") as reply:
-            if reply.expect(200) and (problems := problems_of(reply.data)):
-                reply.fail(f"mismatch: lead {lead_id} after its job: {'; '.join(problems)}")
 
     # -- tasks ----------------------------------------------------------------------------------
 

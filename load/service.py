@@ -12,12 +12,9 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import httpx
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def free_port() -> int:
@@ -25,6 +22,21 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent of a live process, from /proc (Linux); None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name, in parentheses, may hold spaces: the fields after it are fixed.
+    return int(stat.rpartition(")")[2].split()[1])
+
+
+def children_of(pid: int) -> set[int]:
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return {child for child in pids if parent_of(child) == pid}
 
 
 class Service:

@@ -16,18 +16,18 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
 import redis.asyncio as aioredis
 
-from load.service import Service, free_port
+from load.service import Service, free_port, parent_of
 from orchestrator.embedded import embedded_services
 from orchestrator.settings import to_libpq_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from orchestrator.settings import Settings
 
@@ -117,7 +117,7 @@ class Stack:
         for row in rows:
             name, _, pid = row["worker_id"].rpartition(":")
             # Only a child of our own `up`: never a process of anybody else's.
-            if name == host and pid.isdigit() and _parent_of(int(pid)) == self.up_pid:
+            if name == host and pid.isdigit() and parent_of(int(pid)) == self.up_pid:
                 os.kill(int(pid), signal.SIGKILL)
                 return f"SIGKILL to job worker pid {pid}"
         return "no job worker of ours had run a task yet; nothing killed"
@@ -151,14 +151,6 @@ class Stack:
         await self.stop_service(signal.SIGKILL)
         await self.start_service()
         return "SIGKILL to the process group of `up`"
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rpartition(")")[2].split()[1])
 
 
 async def break_things(stack: Stack, duration_s: float, faults: list[Fault]) -> None:

@@ -141,7 +141,7 @@ def from_dbapi_error(exc: sa_exc.DBAPIError) -> ProblemDetailsException:
     if exc.connection_invalidated or sqlstate.startswith(_SERVER_AWAY):
         return from_database_unavailable(exc)
     logger.error("database error", exc_info=exc)
-    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred")
+    return _unexpected()
 
 
 def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
@@ -157,7 +157,7 @@ def from_recursion_error(exc: RecursionError) -> ProblemDetailsException:
         detail = "The JSON body is nested too deeply (the limit is about 1,000 levels)"
         return _problem(400, "Bad Request", detail)
     logger.error("unhandled recursion error", exc_info=exc)
-    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred")
+    return _unexpected()
 
 
 def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
@@ -177,9 +177,12 @@ def _mapping(extra: Any) -> dict[str, Any]:
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Unexpected errors: log them whole, tell the client nothing about our internals."""
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _problem(
-        HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred"
-    ).to_response(request)
+    return _unexpected().to_response(request)
+
+
+def _unexpected() -> ProblemDetailsException:
+    """A 500 that tells the client nothing about our internals (the log has them)."""
+    return _problem(HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error", "An unexpected error occurred")
 
 
 def problem_details_config(max_body_bytes: int) -> ProblemDetailsConfig:

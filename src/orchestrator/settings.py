@@ -9,7 +9,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 # PostgreSQL's default max_connections is 100: keep api workers x (pool + overflow) well under it.
 DEFAULT_POOL_SIZE = 5
@@ -94,16 +94,19 @@ class Settings(BaseSettings):
 
 def to_asyncpg_url(url: str) -> str:
     """`postgres://`, `postgresql://` or `postgresql+psycopg://` -> `postgresql+asyncpg://`."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    return _with_driver(url, "postgresql+asyncpg").render_as_string(hide_password=False)
 
 
 def to_libpq_url(url: str, database: str | None = None) -> str:
     """A plain `postgresql://` URL (what asyncpg.connect and psql take), optionally to another database."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
+    parsed = _with_driver(url, "postgresql")
     if database is not None:
         parsed = parsed.set(database=database)
     return parsed.render_as_string(hide_password=False)
+
+
+def _with_driver(url: str, driver: str) -> URL:
+    return make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername=driver)
 
 
 @lru_cache(maxsize=1)

@@ -5,27 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import httpx
 
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
+from load.service import children_of
 
 
 async def test_a_killed_api_worker_is_replaced_while_others_answer(start_api):
     api = await start_api(workers=2)
     assert api.process is not None
-    workers = children(api.process.pid)
+    workers = children_of(api.process.pid)
     assert len(workers) >= 2
     await asyncio.sleep(6)  # Granian treats a crash within 5.5 s of a spawn as a crash loop
 
@@ -36,7 +25,7 @@ async def test_a_killed_api_worker_is_replaced_while_others_answer(start_api):
         for _ in range(50):
             statuses.append((await client.get("/health")).status_code)
             await asyncio.sleep(0.1)
-        replaced = children(api.process.pid)
+        replaced = children_of(api.process.pid)
 
     assert statuses == [200] * 50
     assert victim not in replaced

@@ -20,12 +20,11 @@ from load.service import Service, free_port
 from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
 from orchestrator.settings import Settings
+from tests.e2e.conftest import wait_for
 from tests.factories import lead_body
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 class Stack:
@@ -85,15 +84,6 @@ def stack(tmp_path, service_env):
     stack.close()
 
 
-async def finished(client: httpx.AsyncClient, task_id: str, timeout_s: float = 60) -> dict[str, Any]:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
-            if task["status"] in TERMINAL:
-                return task
-            await asyncio.sleep(0.2)
-
-
 async def retrying(send: Callable[[], Awaitable[httpx.Response]], attempts: int = 3) -> httpx.Response:
     for _ in range(attempts - 1):
         response = await send()
@@ -116,7 +106,7 @@ async def test_postgres_away_is_503_at_once_and_everything_recovers_on_its_own(s
     async with client:
         lead = (await client.post("/leads", json=lead_body())).json()
         task_id = (await client.post("/tasks", json={"type": "noop"})).json()["id"]
-        assert (await finished(client, task_id))["status"] == "COMPLETED"
+        assert (await wait_for(client, task_id, timeout_s=60))["status"] == "COMPLETED"
 
         stack.postgres.close()  # PostgreSQL stops (fast shutdown): every connection is cut
 
@@ -141,7 +131,7 @@ async def test_postgres_away_is_503_at_once_and_everything_recovers_on_its_own(s
         assert read.json() == lead
         after = await retrying(lambda: client.post("/tasks", json={"type": "noop"}))
         assert after.status_code == 202, stack.logs()
-        assert (await finished(client, after.json()["id"]))["status"] == "COMPLETED"
+        assert (await wait_for(client, after.json()["id"], timeout_s=60))["status"] == "COMPLETED"
     for service in stack.services:
         service.assert_running()
 
@@ -163,9 +153,9 @@ async def test_redis_away_still_takes_writes_and_tasks_which_run_once_it_is_back
         stack.start_redis()  # same port, same append-only file
         await until_ready(client)
 
-        assert (await finished(client, task.json()["id"]))["status"] == "COMPLETED"
+        assert (await wait_for(client, task.json()["id"], timeout_s=60))["status"] == "COMPLETED"
         syncs = (await client.get(f"/leads/{lead.json()['id']}/tasks")).json()["items"]
-        assert [(t["type"], (await finished(client, t["id"]))["status"]) for t in syncs] == [
+        assert [(t["type"], (await wait_for(client, t["id"], timeout_s=60))["status"]) for t in syncs] == [
             ("crm_update", "COMPLETED")
         ]
     for service in stack.services:
