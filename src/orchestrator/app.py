@@ -24,7 +24,7 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 
-from orchestrator.db import engine_options
+from orchestrator.db import committed_session, engine_options
 from orchestrator.errors import internal_error_handler, problem_details_config
 from orchestrator.health import HealthController
 from orchestrator.leads.controllers import LeadController
@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         connection_string=settings.sqlalchemy_url,
         engine_config=EngineConfig(**engine_options(settings)),
         session_config=AsyncSessionConfig(expire_on_commit=False),
-        # The request owns the transaction: committed on 2xx/3xx, rolled back otherwise.
+        # The request owns the transaction: handlers get `db_session`, committed by
+        # `committed_session` before the answer; the hook rolls back every error answer.
+        session_dependency_key="request_session",
         before_send_handler="autocommit",
         create_all=False,
     )
@@ -79,6 +81,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ProblemDetailsPlugin(problem_details_config(settings.max_request_body_bytes)),
         ],
         dependencies={
+            "db_session": Provide(committed_session),
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "registry": Provide(lambda: registry, sync_to_thread=False),
             "redis": Provide(_redis_from_state, sync_to_thread=False),

@@ -6,12 +6,15 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.base import convention
+from litestar.di import NamedDependency  # noqa: TC002  (Litestar reads it at runtime)
 from sqlalchemy import MetaData, func
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
-from sqlalchemy.ext.asyncio import AsyncAttrs
+from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
     from orchestrator.settings import Settings
 
 
@@ -50,3 +53,17 @@ def engine_options(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+async def committed_session(
+    request_session: NamedDependency[AsyncSession],
+) -> AsyncGenerator[AsyncSession, None]:
+    """The request's session, committed once its handler has returned and before a byte is sent.
+
+    A COMMIT that fails (the database going away) thus becomes an error answer through the usual
+    handlers. advanced-alchemy's autocommit hook commits later, while the response is being
+    sent, and on failure only logs at debug level: the client got a 2xx for a write that never
+    landed. That hook still rolls back every error answer and closes the session.
+    """
+    yield request_session
+    await request_session.commit()
