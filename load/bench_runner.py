@@ -33,6 +33,9 @@ import uvloop
 from saq import Worker
 from sqlalchemy.engine import make_url
 
+from load import LOAD_RATE_LIMIT
+from orchestrator.auth.keys import issue_key
+from orchestrator.auth.models import Scope
 from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
 from orchestrator.runner.worker import make_queue
@@ -77,19 +80,20 @@ async def bench_raw_saq(redis_url: str, tasks: int, processes: int, concurrency:
         await queue.disconnect()
 
 
-def _request(batch: int) -> bytes:
+def _request(batch: int, api_key: str) -> bytes:
     if batch == 1:
         path, body = b"/tasks", b'{"type": "noop"}'
     else:
         path, body = b"/tasks/batch", json.dumps({"tasks": [{"type": "noop"}] * batch}).encode()
     head = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" % path
+    head += b"Authorization: Bearer %s\r\n" % api_key.encode()
     return head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-async def _post_loop(port: int, count: int, batch: int, latencies: list[float]) -> None:
+async def _post_loop(port: int, api_key: str, count: int, batch: int, latencies: list[float]) -> None:
     """One keep-alive connection posting `count` tasks. A bare HTTP/1.1 client: an httpx client
     costs more CPU than the server it measures, and this box has two cores for everything."""
-    request = _request(batch)
+    request = _request(batch, api_key)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         for _ in range(count):
@@ -108,12 +112,12 @@ async def _post_loop(port: int, count: int, batch: int, latencies: list[float]) 
         writer.close()
 
 
-async def submit_all(port: int, tasks: int, concurrency: int, batch: int = 1) -> list[float]:
+async def submit_all(port: int, api_key: str, tasks: int, concurrency: int, batch: int = 1) -> list[float]:
     """POST `tasks` tasks over `concurrency` connections, `batch` per request; request latencies."""
     latencies: list[float] = []
     requests, extra = divmod(tasks // batch, concurrency)
     counts = [requests + (i < extra) for i in range(concurrency)]
-    await asyncio.gather(*(_post_loop(port, count, batch, latencies) for count in counts if count))
+    await asyncio.gather(*(_post_loop(port, api_key, count, batch, latencies) for count in counts if count))
     return latencies
 
 
@@ -125,6 +129,7 @@ async def completed_since(db: asyncpg.Connection, since: float) -> int:
 async def bench_orchestrator(
     env: dict[str, str], database_url: str, args: argparse.Namespace, log_dir: Path
 ) -> dict[str, Any]:
+    api_key = await issue_key(Settings(database_url=database_url), "bench", Scope.WRITE, LOAD_RATE_LIMIT)
     port = 8765
     processes = [
         _start(["api", "--workers", str(args.api_workers), "--port", str(port)], env, log_dir / "api.log"),
@@ -138,15 +143,18 @@ async def bench_orchestrator(
     limits = httpx.Limits(max_connections=args.http_concurrency)
     try:
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30
+            base_url=f"http://127.0.0.1:{port}",
+            limits=limits,
+            timeout=30,
+            headers={"Authorization": f"Bearer {api_key}"},
         ) as client:
             await _wait_ready(client)
-            await submit_all(port, 100, 10)  # warm-up: connections, prepared statements
+            await submit_all(port, api_key, 100, 10)  # warm-up: connections, prepared statements
             await asyncio.sleep(2)
 
             wall_start = time.time()
             started = time.perf_counter()
-            http_latencies = await submit_all(port, args.tasks, args.http_concurrency, args.batch)
+            http_latencies = await submit_all(port, api_key, args.tasks, args.http_concurrency, args.batch)
             submitted = time.perf_counter()
             async with asyncio.timeout(600):
                 while await completed_since(db, wall_start) < args.tasks:

@@ -28,7 +28,7 @@ import gevent
 from locust import FastHttpUser, events, tag, task
 from locust.stats import StatsEntry
 
-from load import OLD_PROFILE_THINK_TIME
+from load import API_KEY_ENV, OLD_PROFILE_THINK_TIME
 from load.ledger import WRITTEN, LedgerWriter
 
 if TYPE_CHECKING:
@@ -69,6 +69,9 @@ def _options(parser: Any) -> None:
     )
     parser.add_argument("--task-timeout", type=float, default=90.0, help="Seconds a task may take")
     parser.add_argument("--retry-window", type=float, default=90.0, help="Seconds to retry connection errors")
+    parser.add_argument(
+        "--api-key", env_var=API_KEY_ENV, default="", help=f"A write key (better: set {API_KEY_ENV})"
+    )
 
 
 class Run:
@@ -90,6 +93,8 @@ def _init(environment: Environment, **_: Any) -> None:
     Run.task_timeout_s, Run.retry_window_s = options.task_timeout, options.retry_window
     if options.ledger:
         Run.ledger = LedgerWriter(Path(options.ledger))
+    if options.api_key:
+        Integrator.default_headers = {"Authorization": f"Bearer {options.api_key}"}
 
 
 class Reply:

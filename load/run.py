@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from load import API_KEY_ENV
 from load.ledger import Ledger
 from load.report import build_summary, missed, render
 from load.stack import Fault, Stack, break_things
@@ -51,6 +52,7 @@ async def run_load_test(args: argparse.Namespace, thresholds: Thresholds) -> int
     try:
         await asyncio.to_thread(stack.start_servers)
         await stack.start_service()
+        api_key = await stack.issue_api_key()
         since = await database_now(stack.database_url)
         print(f"  {args.users} users for {args.duration:.0f} s against {stack.base_url}", flush=True)
         with (out / "locust.log").open("wb") as log:
@@ -58,7 +60,7 @@ async def run_load_test(args: argparse.Namespace, thresholds: Thresholds) -> int
                 *locust_command(args, stack.base_url, out),
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
-                env=os.environ | {"LOAD_WEIGHTS": args.weights},
+                env=os.environ | {"LOAD_WEIGHTS": args.weights, API_KEY_ENV: api_key},
             )
             chaos = (
                 asyncio.create_task(break_things(stack, args.duration, faults))
@@ -72,6 +74,7 @@ async def run_load_test(args: argparse.Namespace, thresholds: Thresholds) -> int
         still_open = await wait_drained(stack.database_url, since, args.drain_timeout)
         await stack.stop_service()
         verdict = await verify(stack.database_url, Ledger.read(out / "ledger.jsonl"), since)
+        await stack.revoke_api_key()  # on a shared database, no live key is left behind
     finally:
         stack.close()
         if locust is not None and locust.returncode is None:

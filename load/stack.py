@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import signal
 import socket
 import time
@@ -21,7 +20,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 import redis.asyncio as aioredis
 
+from load import LOAD_RATE_LIMIT
 from load.service import Service, free_port, parent_of
+from orchestrator.auth.keys import issue_key, revoke_key
+from orchestrator.auth.models import Scope
+from orchestrator.db import in_transaction
 from orchestrator.embedded import embedded_services
 from orchestrator.settings import to_libpq_url
 
@@ -50,6 +53,7 @@ class Stack:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database_url = self.redis_url = ""
+        self.key_name = f"load-{uuid.uuid4().hex[:8]}"
         self._servers = ExitStack()
         self.service: Service | None = None
 
@@ -73,12 +77,20 @@ class Stack:
             "API_WORKERS": str(self.api_workers),
             "WORKER_PROCESSES": str(self.worker_processes),
             "EMAIL_OUTBOX_DIR": str(self.out / "outbox"),
-            "SAQ_UI_TOKEN": secrets.token_urlsafe(16),
             "PYTHONUNBUFFERED": "1",
         }
         self.service = Service(["up", "--port", str(self.port)], env, self.out / "service.log", self.port)
         self.service.start()
         await self.service.wait_ready(timeout_s=180)
+
+    async def issue_api_key(self) -> str:
+        """A write key for the users, with the load run's own rate limit (the service has migrated)."""
+        database = self.settings.model_copy(update={"database_url": self.database_url})
+        return await issue_key(database, self.key_name, Scope.WRITE, LOAD_RATE_LIMIT)
+
+    async def revoke_api_key(self) -> None:
+        database = self.settings.model_copy(update={"database_url": self.database_url})
+        await in_transaction(database, lambda session: revoke_key(session, self.key_name))
 
     async def stop_service(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.service is not None and self.service.process is not None:

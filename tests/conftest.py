@@ -15,12 +15,16 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from orchestrator.auth.keys import issue_key
+from orchestrator.auth.models import Scope
 from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
 from orchestrator.settings import Settings, to_libpq_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+TEST_RATE_LIMIT = "10000/second"
 
 
 @pytest.fixture(scope="session")
@@ -98,16 +102,26 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         reconcile_interval_s=0.5,
         reconcile_grace_s=1.0,
         shutdown_grace_s=5,
+        # High enough never to refuse a test, low enough that the moving window stays small.
+        api_rate_limit=TEST_RATE_LIMIT,
     )
+
+
+@pytest.fixture(scope="session")
+async def api_key(settings: Settings) -> str:
+    """An admin key in the session's database: what every test client sends."""
+    return await issue_key(settings, "tests", Scope.ADMIN)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     env = {
         name.upper(): json.dumps(value) if isinstance(value, list) else str(value)
-        for name, value in settings.model_dump(
-            exclude={"saq_ui_token", "crm_webhook_secret", "data_dir"}
-        ).items()
+        for name, value in settings.model_dump(exclude={"crm_webhook_secret", "data_dir"}).items()
         if value is not None
     }
     return env

@@ -13,24 +13,34 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
     SQLAlchemyPlugin,
 )
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State  # noqa: TC002  (Litestar reads it at runtime)
 from litestar.di import Provide
 from litestar.logging import LoggingConfig
+from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 
+from orchestrator.auth.keys import parse_rate_limit
+from orchestrator.auth.middleware import ApiKeyMiddleware, Callers, authorize
+from orchestrator.auth.rate_limit import RateLimiter
 from orchestrator.db import committed_session, engine_options
 from orchestrator.errors import internal_error_handler, problem_details_config
 from orchestrator.health import HealthController
 from orchestrator.leads.controllers import LeadController
 from orchestrator.runner.registry import discover
 from orchestrator.runner.worker import make_queue
-from orchestrator.saq_ui import saq_ui_dependencies, saq_ui_handlers, saq_ui_signature_namespace
+from orchestrator.saq_ui import (
+    saq_ui_controller,
+    saq_ui_dependencies,
+    saq_ui_signature_namespace,
+    saq_ui_static,
+)
 from orchestrator.settings import Settings, get_settings
 from orchestrator.tasks.controllers import JobTypeController, LeadTaskController, TaskController
 from orchestrator.tasks.submit import deliver
@@ -55,11 +65,15 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     registry = discover(settings.job_packages)
 
+    default_rate_limit = parse_rate_limit(settings.api_rate_limit) if settings.api_rate_limit else None
+
     @asynccontextmanager
-    async def job_queue(app: Litestar) -> AsyncIterator[None]:
+    async def per_process(app: Litestar) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.registry = registry
         app.state.queue = make_queue(settings)
+        app.state.callers = Callers(alchemy.create_session_maker(), settings.api_key_cache_s)
+        app.state.rate_limiter = RateLimiter(settings, default_rate_limit)
         try:
             yield
         finally:
@@ -68,14 +82,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                 await app.state.queue.disconnect()
 
     return Litestar(
-        route_handlers=[
-            HealthController,
-            LeadController,
-            TaskController,
-            LeadTaskController,
-            JobTypeController,
-            *saq_ui_handlers(),
-        ],
+        route_handlers=[HealthController, saq_ui_static(), _protected()],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             ProblemDetailsPlugin(problem_details_config(settings.max_request_body_bytes)),
@@ -90,7 +97,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={Exception: internal_error_handler},
         after_response=deliver,
         signature_namespace=saq_ui_signature_namespace,
-        lifespan=[job_queue],
+        lifespan=[per_process],
         request_max_body_size=settings.max_request_body_bytes,
         cors_config=_cors(settings),
         openapi_config=OpenAPIConfig(
@@ -98,11 +105,35 @@ def create_app(settings: Settings | None = None) -> Litestar:
             version="0.1.0",
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         logging_config=LoggingConfig(
             root={"level": logging.getLevelName(settings.log_level.upper()), "handlers": ["queue_listener"]},
             log_exceptions="debug",
         ),
+    )
+
+
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    "bearer": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer <API key>"),
+    "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+}
+
+
+def _protected() -> Router:
+    """Every route that needs an API key: looked up, rate-limited, then its scope checked."""
+    return Router(
+        path="/",
+        route_handlers=[
+            LeadController,
+            TaskController,
+            LeadTaskController,
+            JobTypeController,
+            saq_ui_controller(),
+        ],
+        middleware=[DefineMiddleware(ApiKeyMiddleware)],
+        guards=[authorize],
+        security=[{"bearer": []}, {"apiKey": []}],
     )
 
 

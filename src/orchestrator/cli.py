@@ -1,18 +1,17 @@
-"""The `orchestrator` command: up | api | worker | migrate."""
+"""The `orchestrator` command: up | api | worker | migrate | apikey."""
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from pydantic import SecretStr
 
+from orchestrator.auth.commands import DEV_KEY_FILE, apikey, dev_key
 from orchestrator.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -45,10 +44,11 @@ def up(workers: int | None, host: str | None, port: int | None) -> None:
 
     # A SIGTERM before Granian takes over must still unwind the ExitStack and stop the servers.
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    dev_machine = get_settings().database_url is None
     with embedded_services(get_settings()) as settings:
-        settings = _with_dev_ui_token(settings)
         _export(settings)
         migrate_to_head(settings)
+        _announce_keys(settings, dev_machine)
         job_workers = WorkerProcesses(settings.worker_processes, settings.worker_concurrency)
         job_workers.start()
         try:
@@ -86,6 +86,9 @@ def api(workers: int | None, host: str | None, port: int | None) -> None:
 def migrate(revision: str) -> None:
     """Apply the Alembic migrations to DATABASE_URL."""
     migrate_to_head(_require_urls(get_settings()), revision=revision)
+
+
+main.add_command(apikey)
 
 
 def migrate_to_head(settings: Settings, revision: str = "head") -> None:
@@ -127,21 +130,21 @@ def _require_urls(settings: Settings) -> Settings:
 
 
 def _export(settings: Settings) -> None:
-    """Hand the URLs (and the UI token) to the child processes, which read their own Settings."""
+    """Hand the URLs to the child processes, which read their own Settings."""
     os.environ["DATABASE_URL"] = str(settings.database_url)
     os.environ["REDIS_URL"] = str(settings.redis_url)
-    if settings.saq_ui_token is not None:
-        os.environ["SAQ_UI_TOKEN"] = settings.saq_ui_token.get_secret_value()
     get_settings.cache_clear()
 
 
-def _with_dev_ui_token(settings: Settings) -> Settings:
-    """With no SAQ_UI_TOKEN the UI is closed; `up` on a dev machine opens it with a fresh one."""
-    if settings.saq_ui_token is not None:
-        return settings
-    token = secrets.token_urlsafe(16)
-    click.echo(f"SAQ UI: http://{settings.api_host}:{settings.api_port}/saq  (any user, password {token})")
-    return settings.model_copy(update={"saq_ui_token": SecretStr(token)})
+def _announce_keys(settings: Settings, dev_machine: bool) -> None:
+    """Auth is always on; on an embedded (dev) setup `up` hands its developer an admin key."""
+    base = f"http://{settings.api_host}:{settings.api_port}"
+    if not dev_machine:
+        click.echo("API keys: orchestrator apikey create --name NAME --scope read|write|admin")
+        return
+    key = dev_key(settings)
+    click.echo(f"API key (admin, kept in {settings.data_dir / DEV_KEY_FILE}): {key}")
+    click.echo(f"SAQ UI: {base}/saq  (any user name, the API key as password)")
 
 
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> NoReturn:

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from advanced_alchemy.base import convention
 from litestar.di import NamedDependency  # noqa: TC002  (Litestar reads it at runtime)
-from sqlalchemy import MetaData, func
+from sqlalchemy import Enum, MetaData, func
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
-from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from enum import StrEnum
 
     from orchestrator.settings import Settings
+
+T = TypeVar("T")
+
+
+def string_enum(values: type[StrEnum], name: str, length: int) -> Enum:
+    """A VARCHAR with a CHECK of the known values: adding one is a plain migration, not a type ALTER."""
+    return Enum(
+        values,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Base(AsyncAttrs, DeclarativeBase):
@@ -53,6 +69,16 @@ def engine_options(settings: Settings) -> dict[str, Any]:
             },
         },
     }
+
+
+async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """One unit of work on a one-connection engine: for commands, not for serving."""
+    engine = create_async_engine(settings.sqlalchemy_url, poolclass=NullPool)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            return await work(session)
+    finally:
+        await engine.dispose()
 
 
 async def committed_session(

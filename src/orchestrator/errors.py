@@ -39,8 +39,10 @@ class Problem(BaseModel):
     detail: str | None = None
 
 
-def problems(*codes: int) -> dict[int, ResponseSpec]:
-    """The error answers of an operation for its OpenAPI entry (503: the database is away)."""
+def problems(*codes: int, public: bool = False) -> dict[int, ResponseSpec]:
+    """The error answers of an operation for its OpenAPI entry: 503 when the database is away,
+    and unless the route is public 401 (no valid key), 403 (scope too small), 429 (rate)."""
+    always = (HTTP_503_SERVICE_UNAVAILABLE,) if public else (401, 403, 429, HTTP_503_SERVICE_UNAVAILABLE)
     return {
         code: ResponseSpec(
             data_container=Problem,
@@ -48,7 +50,7 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
             description=HTTPStatus(code).phrase,
             generate_examples=False,
         )
-        for code in (*codes, HTTP_503_SERVICE_UNAVAILABLE)
+        for code in (*codes, *always)
     }
 
 

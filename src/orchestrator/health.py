@@ -45,7 +45,7 @@ class HealthController(Controller):
         """The process is up and serving; says nothing about its dependencies."""
         return {"status": "ok"}
 
-    @get("/ready", responses=problems())
+    @get("/ready", responses=problems(public=True))
     async def ready(
         self,
         db_engine: NamedDependency[AsyncEngine],

@@ -25,7 +25,10 @@ from orchestrator.errors import Conflict, Unprocessable
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from litestar import Request
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+    from orchestrator.auth.keys import Caller
 
 KEY_MAX_LENGTH = 200
 RETENTION = dt.timedelta(hours=24)
@@ -58,6 +61,12 @@ class StoredResponse:
     status_code: int
     headers: dict[str, str]
     body: dict[str, Any]
+
+
+def scope_of(request: Request[Any, Any, Any], operation: str) -> str:
+    """Keys are per API key: two integrators may well pick the same Idempotency-Key."""
+    caller: Caller = request.user
+    return f"{caller.key_id} {operation}"
 
 
 def fingerprint(body: Any) -> str:

@@ -7,7 +7,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, SecretStr, model_validator
+from limits import parse
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -35,6 +36,15 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
     ready_timeout_s: float = Field(default=2.0, gt=0)
 
+    api_rate_limit: str | None = Field(
+        default="100/second",
+        description="Per key, shared by all API workers, e.g. '6000/minute'; a key may set its own",
+    )
+    api_key_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long an API worker trusts a key it looked up; a revoke lands within it",
+    )
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     cors_allow_origins: list[str] = Field(
         default=[], description='Browser origins allowed, e.g. ["https://app.example.com"]; none: CORS off'
@@ -56,7 +66,6 @@ class Settings(BaseSettings):
     reconcile_grace_s: float = Field(default=5.0, ge=0, description="Age before a due task is checked")
     shutdown_grace_s: int = Field(default=10, ge=0, description="SIGTERM: time for in-flight jobs to finish")
     saq_job_ttl_s: int = Field(default=60, ge=1, description="How long Redis keeps a finished job for the UI")
-    saq_ui_token: SecretStr | None = Field(default=None, description="Password/bearer token for /saq")
 
     default_phone_region: str = Field(default="US", description="Region for phones without +country")
     crm_webhook_url: str | None = Field(default=None, description="crm_update POSTs each lead's state here")
@@ -69,6 +78,17 @@ class Settings(BaseSettings):
     )
     email_from: str = Field(default="orchestrator@localhost", description="From: of email_send")
     email_outbox_dir: Path = Field(default=Path(".orchestrator/outbox"), description="Where .eml files go")
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit: {value!r} (write it like '100/second')") from None
+        return value
 
     @model_validator(mode="after")
     def _webhook_is_signed(self) -> Self:

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from load.service import Service, free_port
 from orchestrator.app import create_app
-from tests.conftest import settings_env
+from tests.conftest import TEST_RATE_LIMIT, bearer, settings_env
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +28,7 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 def service_env() -> dict[str, str]:
     """The caller's environment minus settings that would leak into the service under test."""
     keep = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "API_PORT"}}
-    return keep | {"PYTHONUNBUFFERED": "1"}
+    return keep | {"PYTHONUNBUFFERED": "1", "API_RATE_LIMIT": TEST_RATE_LIMIT}
 
 
 @pytest.fixture
@@ -45,8 +45,9 @@ def start_api(
 ) -> Callable[..., Awaitable[Service]]:
     """`orchestrator api` on a free port against the session's servers, ready when returned."""
 
-    async def start(workers: int = 2) -> Service:
+    async def start(workers: int = 2, **extra_env: str) -> Service:
         env = service_env | {"DATABASE_URL": str(settings.database_url), "REDIS_URL": settings.redis_dsn}
+        env |= extra_env
         port = free_port()
         args = ["api", "--workers", str(workers), "--port", str(port)]
         api = Service(args, env, tmp_path / "api.log", port)
@@ -92,8 +93,9 @@ def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+async def api(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers.update(bearer(api_key))
         yield client
 
 

@@ -7,14 +7,15 @@ import signal
 import httpx
 import pytest
 
+from tests.conftest import bearer
 from tests.factories import lead_body
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
-async def test_put_survives_an_api_restart(start_api, stop_signal):
+async def test_put_survives_an_api_restart(start_api, api_key, stop_signal):
     api = await start_api(workers=2)
 
-    async with httpx.AsyncClient(base_url=api.base_url) as client:
+    async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(api_key)) as client:
         created = await client.post("/leads", json=lead_body())
         assert created.status_code == 201
         url = created.headers["location"]
@@ -26,7 +27,7 @@ async def test_put_survives_an_api_restart(start_api, stop_signal):
     api.start()
     await api.wait_ready()
 
-    async with httpx.AsyncClient(base_url=api.base_url) as client:
+    async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(api_key)) as client:
         read = await client.get(url)
     assert read.status_code == 200
     assert read.headers["etag"] == '"2"'

@@ -15,11 +15,12 @@ CHECKS = "not_a_server_error,response_schema_conformance,content_type_conformanc
 
 
 @pytest.mark.timeout(600)
-async def test_every_endpoint_survives_generated_input(start_api, service_env, tmp_path):
+async def test_every_endpoint_survives_generated_input(start_api, service_env, api_key, tmp_path):
     api = await start_api(workers=1)
 
     fuzz = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "schemathesis.cli", "run", f"{api.base_url}/schema/openapi.json",
+        "--header", f"Authorization: Bearer {api_key}",
         "--checks", CHECKS, "--max-examples", "30", "--workers", "2",
         "--phases", "examples,coverage,fuzzing", "--seed", "1", "--generation-database", "none",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=service_env, cwd=tmp_path,

@@ -17,9 +17,12 @@ import httpx
 import pytest
 
 from load.service import Service, free_port
+from orchestrator.auth.keys import issue_key
+from orchestrator.auth.models import Scope
 from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
 from orchestrator.settings import Settings
+from tests.conftest import bearer
 from tests.e2e.conftest import wait_for
 from tests.factories import lead_body
 
@@ -46,7 +49,9 @@ class Stack:
 
     async def start(self) -> httpx.AsyncClient:
         database_url, redis_url = self.start_postgres(), self.start_redis()
-        await asyncio.to_thread(migrate_to_head, Settings(_env_file=None, database_url=database_url))
+        settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
+        await asyncio.to_thread(migrate_to_head, settings)
+        key = await issue_key(settings, "outages", Scope.WRITE)
         env = self.env | {
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
@@ -65,7 +70,7 @@ class Stack:
         for service in self.services:
             service.start()
         await self.api.wait_ready()
-        return httpx.AsyncClient(base_url=self.api.base_url, timeout=30)
+        return httpx.AsyncClient(base_url=self.api.base_url, timeout=30, headers=bearer(key))
 
     def logs(self) -> str:
         return "".join(f"\n--- {s.log.name}:\n{s.log.read_text()[-4000:]}" for s in self.services)

@@ -1,4 +1,4 @@
-"""Secrets (database password, webhook secret, SMTP password, UI token) never reach a log or an answer."""
+"""Secrets (database password, webhook secret, SMTP password, API keys) never reach a log or an answer."""
 
 from __future__ import annotations
 
@@ -8,18 +8,25 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from load.service import Service, free_port
-from tests.conftest import settings_env
+from orchestrator.auth.keys import issue_key, revoke_key
+from orchestrator.auth.models import Scope
+from orchestrator.db import in_transaction
+from tests.conftest import bearer, settings_env
 from tests.factories import lead_body
 
 SECRETS = {
     "db": "pw-db-5e4c1a",
     "webhook": "whsec-5e4c1b",
     "smtp": "pw-smtp-5e4c1c",
-    "ui": "ui-token-5e4c1d",
 }
 
 
 async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings, tmp_path):
+    secrets = SECRETS | {
+        "api key": await issue_key(settings, "secrets-test", Scope.WRITE),
+        "revoked api key": await issue_key(settings, "secrets-test-revoked", Scope.ADMIN),
+    }
+    await in_transaction(settings, lambda session: revoke_key(session, "secrets-test-revoked"))
     # PostgreSQL here trusts local connections, so a password in the URL is accepted and unused.
     database_url = make_url(str(settings.database_url)).set(password=SECRETS["db"])
     env = settings_env(settings) | {
@@ -29,7 +36,6 @@ async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings,
         "CRM_WEBHOOK_URL": "http://127.0.0.1:9/crm",  # nothing listens: every push fails
         "CRM_WEBHOOK_SECRET": SECRETS["webhook"],
         "SMTP_URL": f"smtp://mailer:{SECRETS['smtp']}@127.0.0.1:9",
-        "SAQ_UI_TOKEN": SECRETS["ui"],
     }
     port = free_port()
     api = Service(["api", "--workers", "1", "--port", str(port)], env, tmp_path / "api.log", port)
@@ -39,12 +45,14 @@ async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings,
         api.start()
         worker.start()
         await api.wait_ready()
-        async with httpx.AsyncClient(base_url=api.base_url) as client:
+        async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(secrets["api key"])) as client:
             lead = (await client.post("/leads", json=lead_body())).json()
             email = {"type": "email_send", "payload": {"lead_id": lead["id"], "subject": "Hi", "text": "Hi"}}
             email_id = (await client.post("/tasks", json=email)).json()["id"]
             for request in (
-                client.get("/saq/api/queues", auth=("x", "wrong")),
+                client.get("/saq/api/queues", auth=("x", secrets["revoked api key"])),
+                client.get("/saq/api/queues"),  # a write key: 403
+                client.get("/leads", headers=bearer(secrets["revoked api key"])),
                 client.post("/leads", content=b"{not json", headers={"Content-Type": "application/json"}),
                 client.get("/ready"),
             ):
@@ -60,4 +68,4 @@ async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings,
         worker.kill_leftovers()
 
     seen = "\n".join([api.log.read_text(), worker.log.read_text(), *answers])
-    assert [name for name, secret in SECRETS.items() if secret in seen] == []
+    assert [name for name, secret in secrets.items() if secret in seen] == []

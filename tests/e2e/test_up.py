@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import subprocess
+import sys
 
 import httpx
 import psutil
 
 from load.service import Service, free_port
+from tests.conftest import bearer
 from tests.factories import lead_body
 
 
@@ -28,15 +32,27 @@ async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env,
 
     up.start()
     await up.wait_ready()
-    async with httpx.AsyncClient(base_url=up.base_url) as client:
+    key = (data_dir / "dev-api-key").read_text().strip()
+    assert f"API key (admin, kept in {data_dir / 'dev-api-key'}): {key}" in up.log.read_text()
+    assert (data_dir / "dev-api-key").stat().st_mode & 0o077 == 0  # the owner's alone
+    async with httpx.AsyncClient(base_url=up.base_url, headers=bearer(key)) as client:
         created = await client.post("/leads", json=lead_body(company="Embedded"))
         assert created.status_code == 201
+        assert (await client.get("/saq/api/queues")).status_code == 200
+        assert (await client.get("/leads", headers={"Authorization": ""})).status_code == 401
+        # `apikey` with no DATABASE_URL joins the embedded server that `up` is running.
+        made = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "orchestrator", "apikey", "create", "--name", "ci", "--scope", "read"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert (await client.get("/leads", headers=bearer(made.stdout.strip()))).status_code == 200
     assert up.stop(signal.SIGTERM) == 0
     assert _processes_using(str(data_dir)) == [], up.log.read_text()
 
     up.start()
     await up.wait_ready()
-    async with httpx.AsyncClient(base_url=up.base_url) as client:
+    async with httpx.AsyncClient(base_url=up.base_url, headers=bearer(key)) as client:  # the same key
         read = await client.get(created.headers["location"])
     assert read.status_code == 200
     assert read.json()["company"] == "Embedded"

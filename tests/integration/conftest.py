@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.app import create_app
+from tests.conftest import bearer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -20,8 +21,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+async def api(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers.update(bearer(api_key))
         yield client
 
 

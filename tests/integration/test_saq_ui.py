@@ -1,70 +1,56 @@
-"""The SAQ web UI at /saq: served by the API, closed without the token."""
+"""The SAQ web UI at /saq: served by the API to admin keys only."""
 
 from __future__ import annotations
 
 import base64
 
 import pytest
-from litestar.testing import AsyncTestClient
-from pydantic import SecretStr
 
-from orchestrator.app import create_app
-from orchestrator.saq_ui import presented_secret
+from orchestrator.auth.keys import issue_key
+from orchestrator.auth.models import Scope
+from tests.conftest import bearer
 
 
 def basic(password: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()}
 
 
-@pytest.fixture
-async def ui(settings):
-    async with AsyncTestClient(
-        app=create_app(settings.model_copy(update={"saq_ui_token": SecretStr("s3cret")}))
-    ) as c:
-        yield c
+@pytest.fixture(scope="module")
+async def write_key(settings):
+    return await issue_key(settings, "saq-ui-writer", Scope.WRITE)
 
 
 @pytest.mark.parametrize("path", ["/saq", "/saq/api/queues"])
-async def test_ui_without_credentials_is_401_problem_with_a_challenge(ui, path):
-    response = await ui.get(path)
+async def test_ui_without_credentials_is_401_problem_with_a_basic_challenge(client, path):
+    response = await client.get(path, headers={"Authorization": ""})
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers["www-authenticate"].startswith("Basic")
 
 
-async def test_ui_with_a_wrong_token_is_401(ui):
-    assert (await ui.get("/saq/api/queues", headers=basic("nope"))).status_code == 401
-    assert (await ui.get("/saq/api/queues", headers={"Authorization": "Bearer nope"})).status_code == 401
+async def test_ui_with_a_wrong_key_is_401(client):
+    assert (await client.get("/saq/api/queues", headers=basic("orch_nope"))).status_code == 401
+    assert (await client.get("/saq/api/queues", headers=bearer("orch_nope"))).status_code == 401
 
 
-async def test_ui_and_its_api_answer_with_the_token(ui, settings):
-    page = await ui.get("/saq", headers=basic("s3cret"))
+async def test_ui_is_403_for_a_key_without_the_admin_scope(client, write_key):
+    assert (await client.get("/saq/api/queues", headers=bearer(write_key))).status_code == 403
+    assert (await client.get("/saq", headers=basic(write_key))).status_code == 403
+
+
+async def test_ui_and_its_api_answer_an_admin_key_as_basic_password_or_bearer(client, api_key, settings):
+    page = await client.get("/saq", headers=basic(api_key))
     assert page.status_code == 200
     assert "<title>SAQ</title>" in page.text
-    queues = (await ui.get("/saq/api/queues", headers={"Authorization": "Bearer s3cret"})).json()
+    queues = (await client.get("/saq/api/queues", headers=bearer(api_key))).json()
     assert [queue["name"] for queue in queues["queues"]] == [settings.queue_name]
 
 
-async def test_job_actions_need_the_token_too(ui, settings):
+async def test_job_actions_need_an_admin_key(client, write_key, settings):
     url = f"/saq/api/queues/{settings.queue_name}/jobs/some-job/retry"
-    assert (await ui.post(url)).status_code == 401
+    assert (await client.post(url, headers={"Authorization": ""})).status_code == 401
+    assert (await client.post(url, headers=bearer(write_key))).status_code == 403
 
 
-async def test_ui_is_closed_when_no_token_is_configured(client):
-    response = await client.get("/saq/api/queues", headers=basic(""))
-    assert response.status_code == 401
-    assert "SAQ_UI_TOKEN" in response.json()["detail"]
-
-
-@pytest.mark.parametrize(
-    ("header", "secret"),
-    [
-        ("Bearer abc", "abc"),
-        ("Basic " + base64.b64encode(b"u:p:q").decode(), "p:q"),
-        ("Basic !!!", None),
-        ("Digest x", None),
-        (None, None),
-    ],
-)
-def test_presented_secret(header, secret):
-    assert presented_secret(header) == secret
+async def test_the_ui_static_files_need_no_key(client):
+    assert (await client.get("/saq/static/app.js", headers={"Authorization": ""})).status_code == 200

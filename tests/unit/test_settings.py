@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 
+from orchestrator.cli import ROOT
 from orchestrator.errors import Unprocessable
 from orchestrator.pagination import decode_cursor, encode_cursor
-from orchestrator.settings import to_asyncpg_url
+from orchestrator.settings import Settings, to_asyncpg_url
 
 
 @pytest.mark.parametrize(
@@ -30,3 +32,8 @@ def test_cursor_round_trip_and_garbage():
     assert decode_cursor(encode_cursor(value)) == value
     with pytest.raises(Unprocessable):
         decode_cursor("not a cursor")
+
+
+def test_env_example_documents_every_setting():
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
+    assert [name.upper() for name in Settings.model_fields if name.upper() not in documented] == []

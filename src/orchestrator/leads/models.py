@@ -6,11 +6,11 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Enum, Index, String, func, text
+from sqlalchemy import Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
-from orchestrator.db import Base, Timestamped
+from orchestrator.db import Base, Timestamped, string_enum
 
 
 class LeadStatus(StrEnum):
@@ -34,14 +34,7 @@ class Lead(Timestamped, Base):
     company: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[LeadStatus] = mapped_column(
-        Enum(
-            LeadStatus,
-            name="status",
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            values_callable=lambda statuses: [s.value for s in statuses],
-        ),
+        string_enum(LeadStatus, "status", length=16),
         server_default=LeadStatus.NEW.value,
     )
     score: Mapped[int | None]

@@ -21,20 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 from uuid_utils.compat import uuid7
 
-from orchestrator.db import Base, Timestamped
+from orchestrator.db import Base, Timestamped, string_enum
 from orchestrator.tasks.status import TaskStatus
 
 
 def status_type(name: str) -> Enum:
-    """A VARCHAR with a CHECK of the known statuses: adding a status is a plain migration."""
-    return Enum(
-        TaskStatus,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=16,
-        values_callable=lambda statuses: [s.value for s in statuses],
-    )
+    return string_enum(TaskStatus, name, length=16)
 
 
 class Task(Timestamped, Base):

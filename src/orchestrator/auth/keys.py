@@ -1,0 +1,131 @@
+"""Create, list, revoke and look up API keys; only a hash of a key is ever stored."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from limits import RateLimitItem, parse
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from orchestrator.auth.models import ApiKey, Scope
+from orchestrator.db import in_transaction
+from orchestrator.errors import Conflict, NotFound, Unprocessable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from orchestrator.settings import Settings
+
+KEY_PREFIX = "orch_"
+SHOWN_CHARS = 12
+NAME_MAX_LENGTH = 100
+# last_used_at is for operators ("is this key still in use?"): a minute is precise enough and
+# spares a write per lookup.
+LAST_USED_PRECISION = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The key a request came with, as the API sees it: never the secret itself."""
+
+    key_id: uuid.UUID
+    name: str
+    scope: Scope
+    rate_limit: RateLimitItem | None
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_rate_limit(value: str) -> RateLimitItem:
+    """'100/second', '6000 per minute', '10/second;100/minute' (the first is used)."""
+    try:
+        return parse(value)
+    except ValueError:
+        raise Unprocessable(
+            f"Invalid rate limit {value!r}: write it like '100/second' or '6000/minute'", field="rate_limit"
+        ) from None
+
+
+async def create_key(
+    session: AsyncSession, name: str, scope: Scope, rate_limit: str | None = None
+) -> tuple[ApiKey, str]:
+    """A new key: the row, and the key itself, which is shown once and never stored."""
+    name = name.strip()
+    if not name or len(name) > NAME_MAX_LENGTH:
+        raise Unprocessable(f"A key's name is 1 to {NAME_MAX_LENGTH} characters", field="name")
+    if rate_limit is not None:
+        parse_rate_limit(rate_limit)
+    key = new_key()
+    row = await session.scalar(
+        pg_insert(ApiKey)
+        .values(
+            name=name, scope=scope, key_hash=key_hash(key), prefix=key[:SHOWN_CHARS], rate_limit=rate_limit
+        )
+        .on_conflict_do_nothing(index_elements=["name"], index_where=text("revoked_at IS NULL"))
+        .returning(ApiKey)
+    )
+    if row is None:
+        raise Conflict(
+            f"A live key is already named {name!r}: revoke it or choose another name", field="name"
+        )
+    return row, key
+
+
+async def issue_key(settings: Settings, name: str, scope: Scope, rate_limit: str | None = None) -> str:
+    """A new key, in a transaction of its own: for scripts, tests and load runs."""
+    _, key = await in_transaction(settings, lambda session: create_key(session, name, scope, rate_limit))
+    return key
+
+
+async def revoke_key(session: AsyncSession, name_or_id: str) -> ApiKey:
+    """Revoke the live key with this name or id."""
+    matches = [ApiKey.name == name_or_id]
+    with contextlib.suppress(ValueError):
+        matches.append(ApiKey.id == uuid.UUID(name_or_id))
+    # live -> revoked; a revoked key stays for the record and never comes back.
+    row: ApiKey | None = await session.scalar(
+        update(ApiKey)
+        .where(or_(*matches), ApiKey.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(ApiKey)
+    )
+    if row is None:
+        raise NotFound(f"No live API key is named {name_or_id!r} or has that id")
+    return row
+
+
+async def list_keys(session: AsyncSession, *, include_revoked: bool = False) -> Sequence[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return (await session.scalars(query)).all()
+
+
+async def find_caller(session: AsyncSession, key: str) -> Caller | None:
+    """The live key `key` is, or None for a wrong, revoked or malformed one."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 2 * len(new_key()):
+        return None  # not one of ours: no query
+    row = await session.scalar(
+        select(ApiKey).where(ApiKey.key_hash == key_hash(key), ApiKey.revoked_at.is_(None))
+    )
+    if row is None:
+        return None
+    if row.last_used_at is None or row.last_used_at < dt.datetime.now(dt.UTC) - LAST_USED_PRECISION:
+        await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=func.now()))
+    limit = parse_rate_limit(row.rate_limit) if row.rate_limit else None
+    return Caller(row.id, row.name, row.scope, limit)

@@ -1,0 +1,121 @@
+"""Authentication on every protected route: the key is read, looked up, and rate-limited."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import TYPE_CHECKING, Any
+
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from orchestrator.auth.keys import Caller, find_caller, key_hash
+from orchestrator.auth.models import Scope
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from litestar.connection import ASGIConnection
+    from litestar.datastructures import Headers
+    from litestar.handlers import BaseRouteHandler
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from orchestrator.auth.rate_limit import RateLimiter
+
+REALM = "orchestrator"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+BROWSER_PATHS = ("/saq",)  # a browser asks for a password only when challenged with Basic
+
+
+class Callers:
+    """Keys this process looked up lately: most requests cost a dict lookup, not a query.
+
+    A revoked key therefore keeps working for up to `ttl_s` in a worker that had seen it.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, sessions: Callable[[], AsyncSession], ttl_s: float) -> None:
+        self._sessions = sessions
+        self._ttl_s = ttl_s
+        self._seen: dict[str, tuple[float, Caller]] = {}
+
+    async def find(self, key: str) -> Caller | None:
+        digest = key_hash(key)
+        cached = self._seen.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        async with self._sessions() as session, session.begin():
+            caller = await find_caller(session, key)
+        if caller is None:
+            # Not cached: a key created a moment ago must work at once.
+            self._seen.pop(digest, None)
+        elif self._ttl_s > 0:
+            if len(self._seen) >= self.MAX_ENTRIES:
+                self._seen.clear()
+            self._seen[digest] = (time.monotonic() + self._ttl_s, caller)
+        return caller
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key from `Authorization: Bearer <key>`, `X-API-Key: <key>`, or Basic with the key as
+    password (what a browser sends for the SAQ UI)."""
+    if key := headers.get("x-api-key"):
+        return key.strip()
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2] or None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
+def _challenge(path: str) -> dict[str, str]:
+    scheme = "Basic" if path.startswith(BROWSER_PATHS) else "Bearer"
+    return {"WWW-Authenticate": f'{scheme} realm="{REALM}"'}
+
+
+class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        # One answer for a missing, wrong and revoked key, given before anything is looked up:
+        # it says nothing about which keys or resources exist.
+        key = presented_key(connection.headers)
+        if key is None:
+            raise NotAuthorizedException(
+                "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                headers=_challenge(connection.url.path),
+            )
+        caller = await connection.app.state.callers.find(key)
+        if caller is None:
+            raise NotAuthorizedException(
+                "The API key is not valid (wrong, or revoked)", headers=_challenge(connection.url.path)
+            )
+        rate_limiter: RateLimiter = connection.app.state.rate_limiter
+        await rate_limiter.check(caller)
+        return AuthenticationResult(user=caller, auth=None)
+
+
+def authorize(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of every protected route: reads need `read`, anything else `write` (403 otherwise)."""
+    method = connection.scope.get("method", "GET")
+    if method != "OPTIONS":
+        _require(connection, Scope.READ if method in SAFE_METHODS else Scope.WRITE)
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of operators' routes (the SAQ UI, whose POSTs retry and abort jobs)."""
+    _require(connection, Scope.ADMIN)
+
+
+def _require(connection: ASGIConnection[Any, Any, Any, Any], needed: Scope) -> None:
+    caller: Caller = connection.user
+    if not caller.scope.allows(needed):
+        raise PermissionDeniedException(
+            f"This API key has the '{caller.scope}' scope; this request needs '{needed}'"
+        )

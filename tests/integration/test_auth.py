@@ -1,0 +1,159 @@
+"""API keys: 401 without a valid one, 403 when its scope is too small, and neither says what exists."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import select
+
+from orchestrator.app import create_app
+from orchestrator.auth.keys import issue_key, revoke_key
+from orchestrator.auth.models import ApiKey, Scope
+from orchestrator.db import in_transaction
+from tests.conftest import bearer
+from tests.factories import lead_body
+
+NO_KEY = {"Authorization": ""}
+MISSING = uuid.UUID(int=1)
+
+
+@pytest.fixture(scope="module")
+async def read_key(settings):
+    return await issue_key(settings, f"reader-{uuid.uuid4().hex[:6]}", Scope.READ)
+
+
+@pytest.fixture(scope="module")
+async def write_key(settings):
+    return await issue_key(settings, f"writer-{uuid.uuid4().hex[:6]}", Scope.WRITE)
+
+
+@pytest.fixture
+async def lead_id(client):
+    return (await client.post("/leads", json=lead_body())).json()["id"]
+
+
+def operations(lead: str) -> list[tuple[str, str, dict | None]]:
+    task = str(MISSING)
+    return [
+        ("GET", "/leads", None),
+        ("GET", f"/leads/{lead}", None),
+        ("GET", f"/leads/{lead}/tasks", None),
+        ("GET", "/tasks", None),
+        ("GET", f"/tasks/{task}", None),
+        ("GET", "/jobs", None),
+        ("POST", "/leads", lead_body()),
+        ("PUT", f"/leads/{lead}", lead_body()),
+        ("PATCH", f"/leads/{lead}", {"company": "X"}),
+        ("DELETE", f"/leads/{lead}", None),
+        ("POST", "/tasks", {"type": "noop", "payload": {}}),
+        ("POST", "/tasks/batch", {"tasks": [{"type": "noop", "payload": {}}]}),
+        ("POST", f"/tasks/{task}/cancel", None),
+        ("POST", f"/tasks/{task}/retry", None),
+    ]
+
+
+async def test_every_operation_without_a_key_is_401_problem_with_a_bearer_challenge(client, lead_id):
+    for method, path, body in operations(lead_id):
+        response = await client.request(method, path, json=body, headers=NO_KEY)
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.headers["www-authenticate"] == 'Bearer realm="orchestrator"'
+    assert (await client.get(f"/leads/{lead_id}")).status_code == 200  # nothing was touched
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        bearer("orch_" + "x" * 43),
+        bearer("not-even-our-format"),
+        {"X-API-Key": "orch_wrong"},
+        {"Authorization": "Basic " + base64.b64encode(b"user:orch_wrong").decode()},
+        {"Authorization": "Digest orch_wrong"},
+        {"Authorization": "Bearer"},
+    ],
+)
+async def test_a_wrong_or_malformed_key_is_401(client, headers):
+    response = await client.get("/leads", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["status"] == 401
+
+
+async def test_401_and_403_are_the_same_for_a_lead_that_exists_and_one_that_does_not(
+    client, lead_id, read_key
+):
+    for headers, status in ((NO_KEY, 401), (bearer("orch_wrong"), 401), (bearer(read_key), 403)):
+        existing = await client.put(f"/leads/{lead_id}", json=lead_body(), headers=headers)
+        missing = await client.put(f"/leads/{MISSING}", json=lead_body(), headers=headers)
+        assert existing.status_code == missing.status_code == status
+        assert existing.json() == missing.json()
+        assert existing.headers.get("www-authenticate") == missing.headers.get("www-authenticate")
+
+
+async def test_a_read_key_reads_and_every_write_is_403_naming_the_scope(client, lead_id, read_key):
+    for method, path, body in operations(lead_id):
+        response = await client.request(method, path, json=body, headers=bearer(read_key))
+        if method == "GET":
+            assert response.status_code in {200, 404}, (path, response.text)
+        else:
+            assert response.status_code == 403, (method, path, response.text)
+            assert response.headers["content-type"].startswith("application/problem+json")
+            assert "'read' scope; this request needs 'write'" in response.json()["detail"]
+    assert (await client.get(f"/leads/{lead_id}")).json()["version"] == 1
+
+
+async def test_a_write_key_writes_in_either_header(client, write_key):
+    created = await client.post("/leads", json=lead_body(), headers=bearer(write_key))
+    task = await client.post("/tasks", json={"type": "noop", "payload": {}}, headers={"X-API-Key": write_key})
+    assert created.status_code == 201
+    assert task.status_code == 202
+
+
+async def test_health_ready_and_the_schema_need_no_key(client):
+    for path in ("/health", "/ready", "/schema/openapi.json"):
+        assert (await client.get(path, headers=NO_KEY)).status_code == 200, path
+
+
+async def test_the_schema_documents_the_keys_and_the_auth_answers(client):
+    schema = (await client.get("/schema/openapi.json")).json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    create = schema["paths"]["/leads"]["post"]
+    assert create["security"] == [{"bearer": []}, {"apiKey": []}]
+    assert {"401", "403", "429"} <= set(create["responses"])
+    assert "security" not in schema["paths"]["/health"]["get"]
+
+
+async def test_only_a_hash_of_the_key_is_stored_and_its_use_is_recorded(client, settings, write_key):
+    await client.get("/leads", headers=bearer(write_key))
+    rows = await in_transaction(settings, lambda session: session.scalars(select(ApiKey)))
+    stored = [row for row in rows.all() if row.key_hash == hashlib.sha256(write_key.encode()).hexdigest()]
+    assert len(stored) == 1
+    assert stored[0].last_used_at is not None
+    assert write_key not in repr(vars(stored[0]))
+    assert write_key.startswith(stored[0].prefix)
+
+
+async def test_a_revoked_key_is_401_like_a_wrong_one(settings, client):
+    name = f"short-lived-{uuid.uuid4().hex[:6]}"
+    key = await issue_key(settings, name, Scope.READ)
+    uncached = settings.model_copy(update={"api_key_cache_s": 0})
+    async with AsyncTestClient(app=create_app(uncached)) as fresh:
+        assert (await fresh.get("/leads", headers=bearer(key))).status_code == 200
+        await in_transaction(settings, lambda session: revoke_key(session, name))
+        revoked = await fresh.get("/leads", headers=bearer(key))
+        wrong = await fresh.get("/leads", headers=bearer("orch_wrong"))
+    assert revoked.status_code == 401
+    assert revoked.json() == wrong.json()
+
+
+async def test_idempotency_keys_belong_to_the_api_key_that_used_them(client, api_key, write_key):
+    headers = {"Idempotency-Key": "shared-by-chance"}
+    mine = await client.post("/leads", json=lead_body(), headers=headers | bearer(api_key))
+    theirs = await client.post("/leads", json=lead_body(), headers=headers | bearer(write_key))
+    again = await client.post("/leads", json=lead_body(), headers=headers | bearer(write_key))
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert again.status_code == 422  # the same key with another body, for the same API key
