@@ -147,6 +147,8 @@ async def test_a_revoked_key_is_401_like_a_wrong_one(settings, client):
         wrong = await fresh.get("/leads", headers=bearer("orch_wrong"))
     assert revoked.status_code == 401
     assert revoked.json() == wrong.json()
+    assert revoked.headers["www-authenticate"] == 'Bearer realm="orchestrator", error="invalid_token"'
+    assert revoked.headers["www-authenticate"] == wrong.headers["www-authenticate"]
 
 
 async def test_idempotency_keys_belong_to_the_api_key_that_used_them(client, api_key, write_key):

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
 KEY_PREFIX = "orch_"
+KEY_BYTES = 32
+KEY_LENGTH = len(KEY_PREFIX) + 43  # 32 bytes in unpadded base64url
 SHOWN_CHARS = 12
 NAME_MAX_LENGTH = 100
 # last_used_at is for operators ("is this key still in use?"): a minute is precise enough and
@@ -44,7 +46,7 @@ class Caller:
 
 
 def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    return KEY_PREFIX + secrets.token_urlsafe(KEY_BYTES)
 
 
 def key_hash(key: str) -> str:
@@ -118,8 +120,8 @@ async def list_keys(session: AsyncSession, *, include_revoked: bool = False) -> 
 
 async def find_caller(session: AsyncSession, key: str) -> Caller | None:
     """The live key `key` is, or None for a wrong, revoked or malformed one."""
-    if not key.startswith(KEY_PREFIX) or len(key) > 2 * len(new_key()):
-        return None  # not one of ours: no query
+    if not key.startswith(KEY_PREFIX) or len(key) != KEY_LENGTH:
+        return None  # not the shape of our keys: no query
     row = await session.scalar(
         select(ApiKey).where(ApiKey.key_hash == key_hash(key), ApiKey.revoked_at.is_(None))
     )

@@ -74,27 +74,31 @@ def presented_key(headers: Headers) -> str | None:
     return None
 
 
-def _challenge(path: str) -> dict[str, str]:
-    scheme = "Basic" if path.startswith(BROWSER_PATHS) else "Bearer"
-    return {"WWW-Authenticate": f'{scheme} realm="{REALM}"'}
+def _challenge(path: str, *, presented: bool) -> dict[str, str]:
+    if path.startswith(BROWSER_PATHS):
+        return {"WWW-Authenticate": f'Basic realm="{REALM}"'}
+    # RFC 6750: a token that was sent but is not accepted is an "invalid_token".
+    error = ', error="invalid_token"' if presented else ""
+    return {"WWW-Authenticate": f'Bearer realm="{REALM}"{error}'}
 
 
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        # One answer for a missing, wrong and revoked key, given before anything is looked up:
-        # it says nothing about which keys or resources exist.
+        # One answer for a wrong key and a revoked one, and both come before any lead or task
+        # is looked up: a 401 says nothing about which keys or resources exist.
         key = presented_key(connection.headers)
         if key is None:
             raise NotAuthorizedException(
                 "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                headers=_challenge(connection.url.path),
+                headers=_challenge(connection.url.path, presented=False),
             )
         caller = await connection.app.state.callers.find(key)
         if caller is None:
             raise NotAuthorizedException(
-                "The API key is not valid (wrong, or revoked)", headers=_challenge(connection.url.path)
+                "The API key is not valid (wrong, or revoked)",
+                headers=_challenge(connection.url.path, presented=True),
             )
         rate_limiter: RateLimiter = connection.app.state.rate_limiter
         await rate_limiter.check(caller)
