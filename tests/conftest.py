@@ -104,6 +104,7 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         shutdown_grace_s=5,
         # High enough never to refuse a test, low enough that the moving window stays small.
         api_rate_limit=TEST_RATE_LIMIT,
+        api_key_failure_limit=TEST_RATE_LIMIT,
     )
 
 

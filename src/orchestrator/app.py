@@ -26,9 +26,8 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 
-from orchestrator.auth.keys import parse_rate_limit
 from orchestrator.auth.middleware import ApiKeyMiddleware, Callers, authorize
-from orchestrator.auth.rate_limit import RateLimiter
+from orchestrator.auth.rate_limit import RateLimiter, parse_limit
 from orchestrator.db import committed_session, engine_options
 from orchestrator.errors import internal_error_handler, problem_details_config
 from orchestrator.health import HealthController
@@ -65,7 +64,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     registry = discover(settings.job_packages)
 
-    default_rate_limit = parse_rate_limit(settings.api_rate_limit) if settings.api_rate_limit else None
+    default_rate_limit = parse_limit(settings.api_rate_limit) if settings.api_rate_limit else None
+    failure_limit = parse_limit(settings.api_key_failure_limit)
 
     @asynccontextmanager
     async def per_process(app: Litestar) -> AsyncIterator[None]:
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.registry = registry
         app.state.queue = make_queue(settings)
         app.state.callers = Callers(alchemy.create_session_maker(), settings.api_key_cache_s)
-        app.state.rate_limiter = RateLimiter(settings, default_rate_limit)
+        app.state.rate_limiter = RateLimiter(settings, default_rate_limit, failure_limit)
         try:
             yield
         finally:

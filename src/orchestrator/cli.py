@@ -142,8 +142,10 @@ def _announce_keys(settings: Settings, dev_machine: bool) -> None:
     if not dev_machine:
         click.echo("API keys: orchestrator apikey create --name NAME --scope read|write|admin")
         return
-    key = dev_key(settings)
-    click.echo(f"API key (admin, kept in {settings.data_dir / DEV_KEY_FILE}): {key}")
+    key, made = dev_key(settings)
+    kept = settings.data_dir / DEV_KEY_FILE
+    # Shown once, when made: later starts name the file, so the key is not in every log.
+    click.echo(f"API key (admin, kept in {kept}): {key}" if made else f"API key (admin): in {kept}")
     click.echo(f"SAQ UI: {base}/saq  (any user name, the API key as password)")
 
 

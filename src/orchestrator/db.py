@@ -89,7 +89,8 @@ async def committed_session(
     A COMMIT that fails (the database going away) thus becomes an error answer through the usual
     handlers. advanced-alchemy's autocommit hook commits later, while the response is being
     sent, and on failure only logs at debug level: the client got a 2xx for a write that never
-    landed. That hook still rolls back every error answer and closes the session.
+    landed. That hook still rolls back every error that is raised and closes the session; a
+    handler therefore raises its errors (DomainError and friends) rather than returning them.
     """
     yield request_session
     await request_session.commit()

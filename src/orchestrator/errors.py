@@ -163,6 +163,10 @@ def from_recursion_error(exc: RecursionError) -> ProblemDetailsException:
 
 
 def from_http_exception(exc: HTTPException) -> ProblemDetailsException:
+    if exc.status_code == HTTP_500_INTERNAL_SERVER_ERROR:
+        # Raised by the framework on a misconfiguration: its message is about our internals.
+        logger.error("internal error: %s", exc.detail)
+        return _unexpected()
     problem = _problem(exc.status_code, _reason(exc.status_code), str(exc.detail), **_mapping(exc.extra))
     problem.headers = exc.headers  # e.g. WWW-Authenticate on 401, Allow on 405
     return problem

@@ -7,10 +7,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Self
 
-from limits import parse
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from orchestrator.auth.rate_limit import parse_limit
 
 # PostgreSQL's default max_connections is 100: keep api workers x (pool + overflow) well under it.
 DEFAULT_POOL_SIZE = 5
@@ -39,6 +40,9 @@ class Settings(BaseSettings):
     api_rate_limit: str | None = Field(
         default="100/second",
         description="Per key, shared by all API workers, e.g. '6000/minute'; a key may set its own",
+    )
+    api_key_failure_limit: str = Field(
+        default="10/second", description="Wrong keys per client address before 429: each costs a query"
     )
     api_key_cache_s: float = Field(
         default=5.0,
@@ -79,15 +83,12 @@ class Settings(BaseSettings):
     email_from: str = Field(default="orchestrator@localhost", description="From: of email_send")
     email_outbox_dir: Path = Field(default=Path(".orchestrator/outbox"), description="Where .eml files go")
 
-    @field_validator("api_rate_limit")
+    @field_validator("api_rate_limit", "api_key_failure_limit")
     @classmethod
     def _rate_limit_parses(cls, value: str | None) -> str | None:
         if not value:
             return None
-        try:
-            parse(value)
-        except ValueError:
-            raise ValueError(f"not a rate limit: {value!r} (write it like '100/second')") from None
+        parse_limit(value)  # its ValueError names what is wrong
         return value
 
     @model_validator(mode="after")

@@ -28,7 +28,11 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 def service_env() -> dict[str, str]:
     """The caller's environment minus settings that would leak into the service under test."""
     keep = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "API_PORT"}}
-    return keep | {"PYTHONUNBUFFERED": "1", "API_RATE_LIMIT": TEST_RATE_LIMIT}
+    return keep | {
+        "PYTHONUNBUFFERED": "1",
+        "API_RATE_LIMIT": TEST_RATE_LIMIT,
+        "API_KEY_FAILURE_LIMIT": TEST_RATE_LIMIT,
+    }
 
 
 @pytest.fixture

@@ -81,10 +81,21 @@ def test_bad_input_is_refused_with_the_reason(apikey):
     assert "'root' is not one of" in err
     code, _, err = apikey("create", "--name", unique("x"), "--scope", "read", "--rate-limit", "lots")
     assert code == 1
-    assert "Invalid rate limit 'lots'" in err
+    assert "Invalid rate limit: not a rate limit: 'lots'" in err
     code, _, err = apikey("revoke", unique("nobody"))
     assert code == 1
     assert "No live API key" in err
+
+
+def test_with_no_database_url_and_no_embedded_database_nothing_is_created(service_env, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "apikey", "create", "--name", "x", "--scope", "read"],
+        env=service_env | {"DATA_DIR": str(tmp_path / "nothing-here")},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "DATABASE_URL is not set" in done.stderr
+    assert not (tmp_path / "nothing-here").exists()
 
 
 async def test_a_key_rate_limit_holds_across_every_api_worker(apikey, start_api):

@@ -30,9 +30,14 @@ async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env,
     up = Service(["up", "--workers", "1"], env, tmp_path / "up.log", port)
     services.append(up)
 
+    data_dir.mkdir()
+    stale = data_dir / "dev-api-key"
+    stale.write_text("orch_stale\n")
+    stale.chmod(0o644)
     up.start()
     await up.wait_ready()
     key = (data_dir / "dev-api-key").read_text().strip()
+    assert key != "orch_stale"
     assert f"API key (admin, kept in {data_dir / 'dev-api-key'}): {key}" in up.log.read_text()
     assert (data_dir / "dev-api-key").stat().st_mode & 0o077 == 0  # the owner's alone
     async with httpx.AsyncClient(base_url=up.base_url, headers=bearer(key)) as client:
@@ -54,6 +59,7 @@ async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env,
     await up.wait_ready()
     async with httpx.AsyncClient(base_url=up.base_url, headers=bearer(key)) as client:  # the same key
         read = await client.get(created.headers["location"])
+    assert up.log.read_text().count(key) == 1  # shown when made, not on every start
     assert read.status_code == 200
     assert read.json()["company"] == "Embedded"
     up.stop(signal.SIGINT)

@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from orchestrator.app import create_app
-from orchestrator.auth.keys import issue_key, revoke_key
+from orchestrator.auth.keys import create_key, find_caller, issue_key, list_keys, revoke_key
 from orchestrator.auth.models import ApiKey, Scope
 from orchestrator.db import in_transaction
 from tests.conftest import bearer
@@ -159,3 +159,54 @@ async def test_idempotency_keys_belong_to_the_api_key_that_used_them(client, api
     assert (mine.status_code, theirs.status_code) == (201, 201)
     assert mine.json()["id"] != theirs.json()["id"]
     assert again.status_code == 422  # the same key with another body, for the same API key
+
+
+PUBLIC = ("/health", "/ready", "/schema", "/saq/static")
+
+
+async def test_every_route_but_the_public_ones_needs_a_key(client):
+    """Walks the app's own routes, so that a route added outside the protected router fails here."""
+    checked = 0
+    for route in client.app.routes:
+        if route.path.startswith(PUBLIC):
+            continue
+        path = route.path_format.format(**{name: str(MISSING) for name in route.path_parameters})
+        for method in sorted(getattr(route, "methods", set()) - {"OPTIONS", "HEAD"}):
+            response = await client.request(method, path, headers=NO_KEY)
+            assert response.status_code == 401, (method, route.path, response.text)
+            checked += 1
+    assert checked >= 20
+
+
+@pytest.mark.parametrize("path", ["/leads", f"/leads/{MISSING}", "/saq", "/saq/api/queues"])
+async def test_options_needs_no_key_and_is_never_an_error(client, path):
+    assert (await client.options(path, headers=NO_KEY)).status_code == 204
+
+
+async def test_an_address_sending_wrong_keys_gets_429_before_more_lookups(settings):
+    strict = settings.model_copy(update={"api_key_failure_limit": "3/minute"})
+    async with AsyncTestClient(app=create_app(strict)) as fresh:
+        wrong = [await fresh.get("/leads", headers=bearer(f"orch_{uuid.uuid4().hex:0>43}")) for _ in range(4)]
+    assert [r.status_code for r in wrong] == [401, 401, 401, 429]
+    assert "Too many wrong API keys from this address" in wrong[-1].json()["detail"]
+    assert 1 <= int(wrong[-1].headers["retry-after"]) <= 60
+
+
+async def test_revoke_by_id_revokes_that_key_even_if_another_is_named_like_it(settings):
+    first, _ = await in_transaction(
+        settings, lambda s: create_key(s, f"first-{uuid.uuid4().hex[:6]}", Scope.READ)
+    )
+    namesake, _ = await in_transaction(settings, lambda s: create_key(s, str(first.id), Scope.READ))
+    revoked = await in_transaction(settings, lambda s: revoke_key(s, str(first.id)))
+    live = await in_transaction(settings, lambda s: list_keys(s))
+    assert revoked.id == first.id
+    assert namesake.id in {key.id for key in live}
+
+
+async def test_a_key_of_the_wrong_shape_is_refused_without_a_query():
+    class NoDatabase:
+        def __getattr__(self, name):
+            raise AssertionError(f"the database was asked ({name})")
+
+    for key in ("orch_short", "orch_" + "x" * 44, "sk_" + "x" * 45, ""):
+        assert await find_caller(NoDatabase(), key) is None

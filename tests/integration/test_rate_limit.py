@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
@@ -62,4 +64,48 @@ async def test_with_redis_unreachable_requests_are_let_through(settings):
 @pytest.mark.parametrize("value", ["lots", "100/fortnight", "-1/second"])
 def test_a_limit_that_does_not_parse_is_refused_at_start_up(value):
     with pytest.raises(ValidationError, match="not a rate limit"):
+        Settings(_env_file=None, api_rate_limit=value)  # type: ignore[call-arg]
+
+
+async def test_the_window_moves_the_oldest_requests_out(client, settings):
+    key = await limited_key(settings, "2/second")
+    first = [(await client.get("/jobs", headers=bearer(key))).status_code for _ in range(3)]
+    await asyncio.sleep(1.1)  # both counted requests are now over a second old
+    assert first == [200, 200, 429]
+    assert (await client.get("/jobs", headers=bearer(key))).status_code == 200
+
+
+async def test_a_redis_that_hangs_does_not_hold_requests(settings):
+    """A server that accepts and never answers: each check gives up early, then they pause."""
+    hung: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hung.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    key = await limited_key(settings, "1/minute")
+    silent = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
+    try:
+        async with AsyncTestClient(app=create_app(silent)) as client:
+            began = time.monotonic()
+            answers = [(await client.get("/jobs", headers=bearer(key))).status_code for _ in range(5)]
+            took = time.monotonic() - began
+    finally:
+        server.close()
+    assert answers == [200] * 5
+    assert took < settings.redis_timeout_s  # the client's own timeout would have held each one 5 s
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("0/second", "1 to 100,000"),
+        ("1000000/second", "1 to 100,000"),
+        ("10/second;100/minute", "one rate limit only"),
+        ("1" * 60 + "/second", "at most 50 characters"),
+    ],
+)
+def test_limits_that_cannot_be_kept_are_refused_naming_why(value, reason):
+    with pytest.raises(ValidationError, match=reason):
         Settings(_env_file=None, api_rate_limit=value)  # type: ignore[call-arg]

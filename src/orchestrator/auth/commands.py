@@ -8,6 +8,7 @@ import os
 from typing import TYPE_CHECKING, TypeVar
 
 import click
+from sqlalchemy.engine import make_url
 
 from orchestrator.auth.keys import create_key, find_caller, list_keys, revoke_key
 from orchestrator.auth.models import Scope
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
 T = TypeVar("T")
-DEV_KEY_NAME = "dev"
+DEV_KEY_NAME = "orchestrator-up-dev"
 DEV_KEY_FILE = "dev-api-key"
 
 
@@ -69,12 +70,20 @@ def revoke(name_or_id: str) -> None:
 
 
 def _in_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` against DATABASE_URL, or the embedded server (migrated first, as `up` would)."""
+    """Run `work` against DATABASE_URL, or the embedded database `up` made under DATA_DIR."""
     from orchestrator.cli import migrate_to_head
     from orchestrator.embedded import embedded_database
 
     settings = get_settings()
+    if settings.database_url is None and not (settings.data_dir / "postgres").exists():
+        # Rather than create a key in a new local database that no service reads.
+        raise click.UsageError(
+            f"DATABASE_URL is not set and {settings.data_dir} holds no embedded database "
+            "(`orchestrator up` makes one)"
+        )
     with embedded_database(settings) as database:
+        where = make_url(str(database.database_url))
+        click.echo(f"database {where.database} on {where.host or 'a local socket'}", err=True)
         if settings.database_url is None:
             migrate_to_head(database)
         try:
@@ -83,25 +92,27 @@ def _in_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
             raise click.ClickException(exc.detail) from None
 
 
-def dev_key(settings: Settings) -> str:
-    """An admin key for the developer of an embedded setup, kept in `data_dir` and reused while live."""
+def dev_key(settings: Settings) -> tuple[str, bool]:
+    """An admin key for the developer of an embedded setup, kept in `data_dir` and reused while
+    live: (the key, whether it was made now)."""
     path = settings.data_dir / DEV_KEY_FILE
 
-    async def ensure(session: AsyncSession) -> str:
+    async def ensure(session: AsyncSession) -> tuple[str, bool]:
         kept = path.read_text().strip() if path.exists() else None
         if kept and await find_caller(session, kept) is not None:
-            return kept
+            return kept, False
         with contextlib.suppress(NotFound):
             await revoke_key(session, DEV_KEY_NAME)
-        return (await create_key(session, DEV_KEY_NAME, Scope.ADMIN))[1]
+        return (await create_key(session, DEV_KEY_NAME, Scope.ADMIN))[1], True
 
-    key = asyncio.run(in_transaction(settings, ensure))
+    key, made = asyncio.run(in_transaction(settings, ensure))
     _write_private(path, key)
-    return key
+    return key, made
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Readable by its owner only, from the first byte."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Readable by its owner only, whatever the file was before; never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as file:
+        os.fchmod(fd, 0o600)
         file.write(text + "\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import secrets
@@ -10,17 +9,18 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from limits import RateLimitItem, parse
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.auth.models import ApiKey, Scope
+from orchestrator.auth.rate_limit import parse_limit
 from orchestrator.db import in_transaction
 from orchestrator.errors import Conflict, NotFound, Unprocessable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from limits import RateLimitItem
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from orchestrator.settings import Settings
@@ -54,13 +54,11 @@ def key_hash(key: str) -> str:
 
 
 def parse_rate_limit(value: str) -> RateLimitItem:
-    """'100/second', '6000 per minute', '10/second;100/minute' (the first is used)."""
+    """'100/second' or '6000 per minute'; 422 naming what is wrong."""
     try:
-        return parse(value)
-    except ValueError:
-        raise Unprocessable(
-            f"Invalid rate limit {value!r}: write it like '100/second' or '6000/minute'", field="rate_limit"
-        ) from None
+        return parse_limit(value)
+    except ValueError as exc:
+        raise Unprocessable(f"Invalid rate limit: {exc}", field="rate_limit") from None
 
 
 async def create_key(
@@ -96,13 +94,14 @@ async def issue_key(settings: Settings, name: str, scope: Scope, rate_limit: str
 
 async def revoke_key(session: AsyncSession, name_or_id: str) -> ApiKey:
     """Revoke the live key with this name or id."""
-    matches = [ApiKey.name == name_or_id]
-    with contextlib.suppress(ValueError):
-        matches.append(ApiKey.id == uuid.UUID(name_or_id))
+    try:
+        match = ApiKey.id == uuid.UUID(name_or_id)
+    except ValueError:
+        match = ApiKey.name == name_or_id
     # live -> revoked; a revoked key stays for the record and never comes back.
     row: ApiKey | None = await session.scalar(
         update(ApiKey)
-        .where(or_(*matches), ApiKey.revoked_at.is_(None))
+        .where(match, ApiKey.revoked_at.is_(None))
         .values(revoked_at=func.now())
         .returning(ApiKey)
     )

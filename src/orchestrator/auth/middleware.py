@@ -41,13 +41,14 @@ class Callers:
         self._ttl_s = ttl_s
         self._seen: dict[str, tuple[float, Caller]] = {}
 
-    async def find(self, key: str) -> Caller | None:
-        digest = key_hash(key)
-        cached = self._seen.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+    def cached(self, key: str) -> Caller | None:
+        entry = self._seen.get(key_hash(key))
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
+    async def look_up(self, key: str) -> Caller | None:
         async with self._sessions() as session, session.begin():
             caller = await find_caller(session, key)
+        digest = key_hash(key)
         if caller is None:
             # Not cached: a key created a moment ago must work at once.
             self._seen.pop(digest, None)
@@ -94,13 +95,21 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
                 "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                 headers=_challenge(connection.url.path, presented=False),
             )
-        caller = await connection.app.state.callers.find(key)
-        if caller is None:
-            raise NotAuthorizedException(
-                "The API key is not valid (wrong, or revoked)",
-                headers=_challenge(connection.url.path, presented=True),
-            )
+        callers: Callers = connection.app.state.callers
         rate_limiter: RateLimiter = connection.app.state.rate_limiter
+        caller = callers.cached(key)
+        if caller is None:
+            # Each lookup is a query: an address that keeps sending wrong keys is slowed down
+            # before it can crowd the database out for everybody else.
+            address = connection.client.host if connection.client else "unknown"
+            await rate_limiter.check_failures(address)
+            caller = await callers.look_up(key)
+            if caller is None:
+                await rate_limiter.count_failure(address)
+                raise NotAuthorizedException(
+                    "The API key is not valid (wrong, or revoked)",
+                    headers=_challenge(connection.url.path, presented=True),
+                )
         await rate_limiter.check(caller)
         return AuthenticationResult(user=caller, auth=None)
 
@@ -114,7 +123,8 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandle
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard of operators' routes (the SAQ UI, whose POSTs retry and abort jobs)."""
-    _require(connection, Scope.ADMIN)
+    if connection.scope.get("method") != "OPTIONS":
+        _require(connection, Scope.ADMIN)
 
 
 def _require(connection: ASGIConnection[Any, Any, Any, Any], needed: Scope) -> None:

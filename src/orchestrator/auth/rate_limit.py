@@ -1,35 +1,65 @@
-"""A request rate per API key, counted in Redis so that every API worker shares one count."""
+"""Request rates counted in Redis, so that every API worker shares one count: per API key, and
+per client address for failed key lookups."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from typing import TYPE_CHECKING
 
+from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from litestar.exceptions import TooManyRequestsException
 from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
-    from limits import RateLimitItem
+    from collections.abc import Coroutine
+    from typing import Any
 
     from orchestrator.auth.keys import Caller
     from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+LIMIT_MAX_LENGTH = 50
+# The moving window keeps one entry per request, up to the limit: bound what a window holds.
+MAX_PER_WINDOW = 100_000
+# A check normally takes well under a millisecond. A Redis that hangs instead of refusing
+# must not hold every request for the client's socket timeout: give up early and pass.
+CHECK_TIMEOUT_S = 0.2
 # After Redis fails, requests pass unchecked this long before Redis is tried again: an outage
-# costs one failed call per second per worker, not one per request.
+# costs one failed check per second per worker, not one per request.
 REDIS_BACKOFF_S = 1.0
 
 
-class RateLimiter:
-    """A moving window per key: exact, and atomic in Redis (one Lua script per request)."""
+def parse_limit(value: str) -> RateLimitItem:
+    """One limit such as '100/second' or '6000 per minute'; ValueError saying what is wrong."""
+    if len(value) > LIMIT_MAX_LENGTH:
+        raise ValueError(f"a rate limit is at most {LIMIT_MAX_LENGTH} characters")
+    try:
+        items = parse_many(value)
+    except ValueError:
+        raise ValueError(
+            f"not a rate limit: {value!r} (write it like '100/second' or '6000/minute')"
+        ) from None
+    if len(items) != 1:
+        raise ValueError(f"one rate limit only, not {len(items)}: e.g. '100/second'")
+    if not 1 <= items[0].amount <= MAX_PER_WINDOW:
+        raise ValueError(f"a rate limit allows 1 to {MAX_PER_WINDOW:,} requests per window")
+    return items[0]
 
-    def __init__(self, settings: Settings, default: RateLimitItem | None) -> None:
-        self._default = default
+
+class RateLimiter:
+    """Moving windows: exact, and atomic in Redis (one Lua script per check).
+
+    Redis is disposable: while it is away (or slow), requests are let through, not refused.
+    """
+
+    def __init__(self, settings: Settings, default: RateLimitItem | None, failures: RateLimitItem) -> None:
+        self._default, self._failures = default, failures
         storage = RedisStorage(
             settings.redis_dsn,
             implementation="redispy",
@@ -41,25 +71,47 @@ class RateLimiter:
         self._skip_until = 0.0
 
     async def check(self, caller: Caller) -> None:
-        """Count one request of `caller`; 429 with Retry-After when its limit is spent.
-
-        Redis is disposable: while it is away, requests are let through rather than refused.
-        """
+        """Count one request of `caller`; 429 with Retry-After when its limit is spent."""
         limit = caller.rate_limit or self._default
-        if limit is None or time.monotonic() < self._skip_until:
+        if limit is not None and not await self._hit(limit, f"key:{caller.key_id}"):
+            await self._refuse(limit, f"key:{caller.key_id}", "This API key's rate limit")
+
+    async def check_failures(self, address: str) -> None:
+        """Before a key is looked up: 429 when `address` has spent its failed lookups."""
+        if await self._passes(self._window.test(self._failures, f"failed:{address}")):
             return
-        key = str(caller.key_id)
+        await self._refuse(
+            self._failures, f"failed:{address}", "Too many wrong API keys from this address: the limit"
+        )
+
+    async def count_failure(self, address: str) -> None:
+        await self._hit(self._failures, f"failed:{address}")
+
+    async def _hit(self, limit: RateLimitItem, key: str) -> bool:
+        return await self._passes(self._window.hit(limit, key))
+
+    async def _passes(self, check: Coroutine[Any, Any, bool]) -> bool:
+        if time.monotonic() < self._skip_until:
+            check.close()
+            return True
         try:
-            if await self._window.hit(limit, key):
-                return
-            reset_at = (await self._window.get_window_stats(limit, key)).reset_time
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                return await check
+        except (RedisError, OSError, TimeoutError) as exc:
             self._skip_until = time.monotonic() + REDIS_BACKOFF_S
             logger.warning("rate limiting paused, Redis is unavailable: %s", type(exc).__name__)
-            return
-        retry_after = max(1, math.ceil(reset_at - time.time()))
+            return True
+
+    async def _refuse(self, limit: RateLimitItem, key: str, what: str) -> None:
+        reset_at = time.time() + limit.get_expiry()
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                reset_at = (await self._window.get_window_stats(limit, key)).reset_time
+        except (RedisError, OSError, TimeoutError):
+            pass  # the whole window is a safe answer
+        retry_after = min(max(1, math.ceil(reset_at - time.time())), limit.get_expiry())
         raise TooManyRequestsException(
-            f"This API key's rate limit of {limit} is spent; retry after {retry_after} s",
+            f"{what} of {limit} is spent; retry after {retry_after} s",
             headers={"Retry-After": str(retry_after)},
             extra={"limit": str(limit)},
         )
