@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.queue = make_queue(settings)
         app.state.callers = Callers(alchemy.create_session_maker(), settings.api_key_cache_s)
         app.state.rate_limiter = RateLimiter(settings, default_rate_limit, failure_limit)
+        await app.state.rate_limiter.warm_up()
         try:
             yield
         finally:

@@ -4,6 +4,7 @@ per client address for failed key lookups."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -27,9 +28,10 @@ logger = logging.getLogger(__name__)
 LIMIT_MAX_LENGTH = 50
 # The moving window keeps one entry per request, up to the limit: bound what a window holds.
 MAX_PER_WINDOW = 100_000
-# A check normally takes well under a millisecond. A Redis that hangs instead of refusing
-# must not hold every request for the client's socket timeout: give up early and pass.
-CHECK_TIMEOUT_S = 0.2
+# A check normally takes under a millisecond, but the first ones of a fresh worker open
+# connections and load scripts, and a burst of them on a busy machine can take a few hundred.
+# A Redis that hangs instead of refusing must still not hold requests for the socket timeout.
+CHECK_TIMEOUT_S = 1.0
 # After Redis fails, requests pass unchecked this long before Redis is tried again: an outage
 # costs one failed check per second per worker, not one per request.
 REDIS_BACKOFF_S = 1.0
@@ -69,6 +71,12 @@ class RateLimiter:
         )
         self._window = MovingWindowRateLimiter(storage)
         self._skip_until = 0.0
+
+    async def warm_up(self) -> None:
+        """Connect and load the scripts before the first request has to (Redis may be away)."""
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await self._window.test(self._failures, "warm-up")
 
     async def check(self, caller: Caller) -> None:
         """Count one request of `caller`; 429 with Retry-After when its limit is spent."""
