@@ -96,3 +96,14 @@ class Ledger:
             claim.acked, claim.version, claim.pending = event["fields"], event["version"], None
             claim.exact = event["exact"]
             self.acknowledged_writes += 1
+
+
+def differences(
+    expected: dict[str, Any], actual: dict[str, Any], wrote: str = "wrote", found: str = "read"
+) -> list[str]:
+    """Each field whose value is not the expected one, as 'name: wrote X, read Y'."""
+    return [
+        f"{name}: {wrote} {value!r}, {found} {actual.get(name)!r}"
+        for name, value in expected.items()
+        if actual.get(name) != value
+    ]

@@ -29,7 +29,8 @@ from locust import FastHttpUser, events, tag, task
 from locust.stats import StatsEntry
 
 from load import API_KEY_ENV, OLD_PROFILE_THINK_TIME
-from load.ledger import WRITTEN, LedgerWriter
+from load.ledger import WRITTEN, LedgerWriter, differences
+from orchestrator.tasks.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from locust.contrib.fasthttp import ResponseContextManager
     from locust.env import Environment
 
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 CONNECTION_ERROR = "connection error"
 STATUSES = ("new", "contacted", "qualified", "unqualified", "converted", "lost")
 
@@ -126,14 +126,6 @@ class Reply:
             return True
         body = (self.response.text or "")[:300]
         return self.fail(f"expected {'/'.join(map(str, statuses))}, got {self.status}: {body}")
-
-
-def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
-    return [
-        f"{name}: wrote {expected[name]!r}, read {actual.get(name)!r}"
-        for name in expected
-        if actual.get(name) != expected[name]
-    ]
 
 
 def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -374,7 +366,7 @@ class Integrator(FastHttpUser):
                 if not reply.expect(200):
                     continue
                 current: dict[str, Any] = reply.data
-            if current["status"] in TERMINAL:
+            if current["status"] in TERMINAL_STATUSES:
                 elapsed_ms = (time.perf_counter() - started) * 1000
                 if current["status"] != "COMPLETED":
                     self._task_event(

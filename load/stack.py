@@ -53,6 +53,7 @@ class Stack:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database_url = self.redis_url = ""
+        self.running_settings = settings  # with the URLs of the servers, once they run
         self.key_name = f"load-{uuid.uuid4().hex[:8]}"
         self._servers = ExitStack()
         self.service: Service | None = None
@@ -65,6 +66,7 @@ class Stack:
             embedded_services(self.settings.model_copy(update={"data_dir": self.out / "data"}))
         )
         self.database_url, self.redis_url = to_libpq_url(str(settings.database_url)), str(settings.redis_url)
+        self.running_settings = settings
 
     def stop_servers(self) -> None:
         self._servers.close()
@@ -85,12 +87,10 @@ class Stack:
 
     async def issue_api_key(self) -> str:
         """A write key for the users, with the load run's own rate limit (the service has migrated)."""
-        database = self.settings.model_copy(update={"database_url": self.database_url})
-        return await issue_key(database, self.key_name, Scope.WRITE, LOAD_RATE_LIMIT)
+        return await issue_key(self.running_settings, self.key_name, Scope.WRITE, LOAD_RATE_LIMIT)
 
     async def revoke_api_key(self) -> None:
-        database = self.settings.model_copy(update={"database_url": self.database_url})
-        await in_transaction(database, lambda session: revoke_key(session, self.key_name))
+        await in_transaction(self.running_settings, lambda session: revoke_key(session, self.key_name))
 
     async def stop_service(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self.service is not None and self.service.process is not None:

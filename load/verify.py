@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from load.ledger import WRITTEN
+from load.ledger import WRITTEN, differences
+from orchestrator.tasks.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     import datetime as dt
 
     from load.ledger import LeadClaim, Ledger
 
-TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
+TERMINAL = sorted(str(status) for status in TERMINAL_STATUSES)  # plain strings for asyncpg
 
 
 @dataclass
@@ -180,8 +181,4 @@ def _lead(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def _differences(expected: dict[str, Any], row: dict[str, Any]) -> list[str]:
-    return [
-        f"{name}: acknowledged {value!r}, stored {row.get(name)!r}"
-        for name, value in expected.items()
-        if row.get(name) != value
-    ]
+    return differences(expected, row, wrote="acknowledged", found="stored")

@@ -25,22 +25,24 @@ DATABASE = "orchestrator"
 def embedded_services(settings: Settings) -> Iterator[Settings]:
     """Start a server for each of DATABASE_URL / REDIS_URL left unset; yield settings naming them."""
     with ExitStack() as stack:
-        urls: dict[str, str] = {}
-        if settings.database_url is None:
-            urls["database_url"] = stack.enter_context(embedded_postgres(settings.data_dir / "postgres"))
+        settings = stack.enter_context(embedded_database(settings))
         if settings.redis_url is None:
-            urls["redis_url"] = stack.enter_context(embedded_redis(settings.data_dir / "redis"))
-        yield settings.model_copy(update=urls)
+            redis_url = stack.enter_context(embedded_redis(settings.data_dir / "redis"))
+            settings = settings.model_copy(update={"redis_url": redis_url})
+        yield settings
 
 
 @contextmanager
-def embedded_database(settings: Settings) -> Iterator[Settings]:
+def embedded_database(settings: Settings, *, create: bool = True) -> Iterator[Settings]:
     """DATABASE_URL, or the embedded PostgreSQL under `data_dir`: joined when `up` is running it,
-    started for the while otherwise."""
+    started for the while otherwise. With `create=False`, FileNotFoundError rather than a new one."""
     if settings.database_url is not None:
         yield settings
         return
-    with embedded_postgres(settings.data_dir / "postgres") as url:
+    pgdata = settings.data_dir / "postgres"
+    if not create and not pgdata.exists():
+        raise FileNotFoundError(f"{settings.data_dir} holds no embedded database")
+    with embedded_postgres(pgdata) as url:
         yield settings.model_copy(update={"database_url": url})
 
 

@@ -63,12 +63,6 @@ class StoredResponse:
     body: dict[str, Any]
 
 
-def scope_of(request: Request[Any, Any, Any], operation: str) -> str:
-    """Keys are per API key: two integrators may well pick the same Idempotency-Key."""
-    caller: Caller = request.user
-    return f"{caller.key_id} {operation}"
-
-
 def fingerprint(body: Any) -> str:
     """Canonical JSON, so key order and whitespace do not make two equal bodies differ."""
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
@@ -100,14 +94,20 @@ async def claim_key(session: AsyncSession, scope: str, key: str, request_hash: s
 
 async def idempotent(
     session: AsyncSession,
-    scope: str,
+    request: Request[Any, Any, Any],
     key: str | None,
     request_body: Any,
     create: Callable[[], Awaitable[Response[Any]]],
 ) -> Response[Any]:
-    """Run `create` once per key: a repeat with the same body gets the stored response back."""
+    """Run `create` once per key: a repeat with the same body gets the stored response back.
+
+    Keys belong to the API key that sent them (two integrators may pick the same one) and to
+    the operation.
+    """
     if key is None:
         return await create()
+    caller: Caller = request.user
+    scope = f"{caller.key_id} {request.method} {request.scope['path_template']}"
     replay = await claim_key(session, scope, key, fingerprint(request_body))
     if replay is not None:
         headers = replay.headers | {"Idempotent-Replayed": "true"}

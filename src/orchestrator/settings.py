@@ -42,7 +42,9 @@ class Settings(BaseSettings):
         description="Per key, shared by all API workers, e.g. '6000/minute'; a key may set its own",
     )
     api_key_failure_limit: str = Field(
-        default="10/second", description="Wrong keys per client address before 429: each costs a query"
+        default="10/second",
+        min_length=1,
+        description="Wrong keys per client address before 429: each costs a query",
     )
     api_key_cache_s: float = Field(
         default=5.0,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,17 +13,16 @@ from litestar.testing import AsyncTestClient
 
 from load.service import Service, free_port
 from orchestrator.app import create_app
+from orchestrator.tasks.status import TERMINAL_STATUSES
 from tests.conftest import TEST_RATE_LIMIT, bearer, settings_env
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
     from pathlib import Path
 
     from litestar import Litestar
 
     from orchestrator.settings import Settings
-
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 
 @pytest.fixture
@@ -61,6 +62,25 @@ def start_api(
         return api
 
     return start
+
+
+@pytest.fixture
+def apikey(service_env: dict[str, str], settings: Settings) -> Callable[..., tuple[int, str, str]]:
+    """`orchestrator apikey ...` as a user runs it, on the session's database unless `env` says
+    otherwise: (exit code, stdout, stderr)."""
+
+    def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "apikey", *args],
+            env=service_env | (env if env is not None else {"DATABASE_URL": str(settings.database_url)}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +124,10 @@ async def api(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient
 
 
 async def wait_for(
-    client: AsyncTestClient[Any], task_id: str, statuses: set[str] = TERMINAL, timeout_s: float = 30.0
+    client: AsyncTestClient[Any],
+    task_id: str,
+    statuses: Collection[str] = TERMINAL_STATUSES,
+    timeout_s: float = 30.0,
 ) -> dict[str, Any]:
     """Poll GET /tasks/{id} until its status is one of `statuses`."""
     task: dict[str, Any] = {}

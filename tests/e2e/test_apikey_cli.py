@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
 from collections import Counter
 
 import httpx
-import pytest
 
 from tests.conftest import bearer
-
-
-@pytest.fixture
-def apikey(service_env, settings):
-    """`orchestrator apikey ...` as a user runs it: (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "apikey", *args],
-            env=service_env | {"DATABASE_URL": str(settings.database_url)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return done.returncode, done.stdout, done.stderr
-
-    return run
 
 
 def unique(prefix: str) -> str:
@@ -87,14 +66,12 @@ def test_bad_input_is_refused_with_the_reason(apikey):
     assert "No live API key" in err
 
 
-def test_with_no_database_url_and_no_embedded_database_nothing_is_created(service_env, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "apikey", "create", "--name", "x", "--scope", "read"],
-        env=service_env | {"DATA_DIR": str(tmp_path / "nothing-here")},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert "DATABASE_URL is not set" in done.stderr
+def test_with_no_database_url_and_no_embedded_database_nothing_is_created(apikey, tmp_path):
+    code, _, err = apikey(
+        "create", "--name", "x", "--scope", "read", env={"DATA_DIR": str(tmp_path / "nothing-here")}
+    )
+    assert code == 2
+    assert "DATABASE_URL is not set" in err
     assert not (tmp_path / "nothing-here").exists()
 
 

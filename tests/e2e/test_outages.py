@@ -41,8 +41,7 @@ class Stack:
         self.api: Service | None = None
 
     def start_postgres(self) -> str:
-        url = self.postgres.enter_context(embedded_postgres(self.tmp_path / "pg", database="outage"))
-        return url
+        return self.postgres.enter_context(embedded_postgres(self.tmp_path / "pg", database="outage"))
 
     def start_redis(self) -> str:
         return self.redis.enter_context(embedded_redis(self.tmp_path / "redis", port=self.redis_port))
@@ -72,6 +71,10 @@ class Stack:
         await self.api.wait_ready()
         return httpx.AsyncClient(base_url=self.api.base_url, timeout=30, headers=bearer(key))
 
+    async def wait_ready(self) -> None:
+        assert self.api is not None
+        await self.api.wait_ready(timeout_s=60)
+
     def logs(self) -> str:
         return "".join(f"\n--- {s.log.name}:\n{s.log.read_text()[-4000:]}" for s in self.services)
 
@@ -98,14 +101,6 @@ async def retrying(send: Callable[[], Awaitable[httpx.Response]], attempts: int 
     return await send()
 
 
-async def until_ready(client: httpx.AsyncClient, timeout_s: float = 60) -> None:
-    async with asyncio.timeout(timeout_s):
-        while True:
-            if (await client.get("/ready")).status_code == 200:
-                return
-            await asyncio.sleep(0.2)
-
-
 async def test_postgres_away_is_503_at_once_and_everything_recovers_on_its_own(stack):
     client = await stack.start()
     async with client:
@@ -115,9 +110,12 @@ async def test_postgres_away_is_503_at_once_and_everything_recovers_on_its_own(s
 
         stack.postgres.close()  # PostgreSQL stops (fast shutdown): every connection is cut
 
-        for request in (client.get(f"/leads/{lead['id']}"), client.post("/leads", json=lead_body())):
+        for send in (
+            lambda: client.get(f"/leads/{lead['id']}"),
+            lambda: client.post("/leads", json=lead_body()),
+        ):
             began = time.monotonic()
-            response = await request
+            response = await send()
             assert response.status_code == 503, response.text + stack.logs()
             assert response.headers["content-type"].startswith("application/problem+json")
             assert response.headers["retry-after"] == "1"
@@ -127,7 +125,7 @@ async def test_postgres_away_is_503_at_once_and_everything_recovers_on_its_own(s
         assert "postgres" in ready.text.lower()
 
         stack.start_postgres()  # same data directory, same socket: nothing else is restarted
-        await until_ready(client)
+        await stack.wait_ready()
 
         # A pooled connection PostgreSQL dropped fails once with 503 + Retry-After (no pre-ping,
         # see orchestrator.db); a client that honours Retry-After gets through.
@@ -156,7 +154,7 @@ async def test_redis_away_still_takes_writes_and_tasks_which_run_once_it_is_back
         assert (await client.get(f"/tasks/{task.json()['id']}")).json()["status"] == "PENDING"
 
         stack.start_redis()  # same port, same append-only file
-        await until_ready(client)
+        await stack.wait_ready()
 
         assert (await wait_for(client, task.json()["id"], timeout_s=60))["status"] == "COMPLETED"
         syncs = (await client.get(f"/leads/{lead.json()['id']}/tasks")).json()["items"]
@@ -192,7 +190,7 @@ async def test_writes_racing_a_postgres_restart_lose_nothing_acknowledged(stack)
         await asyncio.to_thread(stack.postgres.close)
         await asyncio.sleep(3)
         await asyncio.to_thread(stack.start_postgres)
-        await until_ready(client)
+        await stack.wait_ready()
         await asyncio.sleep(1)
         stop.set()
         await asyncio.gather(*integrators)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 
 import httpx
 import psutil
@@ -23,7 +21,7 @@ def _processes_using(path: str) -> list[psutil.Process]:
     return found
 
 
-async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env, services, tmp_path):
+async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env, services, apikey, tmp_path):
     data_dir = tmp_path / "data"
     port = free_port()
     env = service_env | {"DATA_DIR": str(data_dir), "API_PORT": str(port)}
@@ -46,12 +44,11 @@ async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env,
         assert (await client.get("/saq/api/queues")).status_code == 200
         assert (await client.get("/leads", headers={"Authorization": ""})).status_code == 401
         # `apikey` with no DATABASE_URL joins the embedded server that `up` is running.
-        made = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "orchestrator", "apikey", "create", "--name", "ci", "--scope", "read"],
-            env=env, capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-        assert (await client.get("/leads", headers=bearer(made.stdout.strip()))).status_code == 200
+        code, made, err = await asyncio.to_thread(
+            apikey, "create", "--name", "ci", "--scope", "read", env=env
+        )
+        assert code == 0, err
+        assert (await client.get("/leads", headers=bearer(made.strip()))).status_code == 200
     assert up.stop(signal.SIGTERM) == 0
     assert _processes_using(str(data_dir)) == [], up.log.read_text()
 

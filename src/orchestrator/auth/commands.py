@@ -75,13 +75,14 @@ def _in_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     from orchestrator.embedded import embedded_database
 
     settings = get_settings()
-    if settings.database_url is None and not (settings.data_dir / "postgres").exists():
-        # Rather than create a key in a new local database that no service reads.
-        raise click.UsageError(
-            f"DATABASE_URL is not set and {settings.data_dir} holds no embedded database "
-            "(`orchestrator up` makes one)"
-        )
-    with embedded_database(settings) as database:
+    with contextlib.ExitStack() as stack:
+        try:
+            # Never a key in a new local database that no service reads.
+            database = stack.enter_context(embedded_database(settings, create=False))
+        except FileNotFoundError as exc:
+            raise click.UsageError(
+                f"DATABASE_URL is not set and {exc} (`orchestrator up` makes one)"
+            ) from None
         where = make_url(str(database.database_url))
         click.echo(f"database {where.database} on {where.host or 'a local socket'}", err=True)
         if settings.database_url is None:

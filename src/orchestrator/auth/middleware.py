@@ -117,17 +117,17 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
 def authorize(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard of every protected route: reads need `read`, anything else `write` (403 otherwise)."""
     method = connection.scope.get("method", "GET")
-    if method != "OPTIONS":
-        _require(connection, Scope.READ if method in SAFE_METHODS else Scope.WRITE)
+    _require(connection, Scope.READ if method in SAFE_METHODS else Scope.WRITE)
 
 
 def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard of operators' routes (the SAQ UI, whose POSTs retry and abort jobs)."""
-    if connection.scope.get("method") != "OPTIONS":
-        _require(connection, Scope.ADMIN)
+    _require(connection, Scope.ADMIN)
 
 
 def _require(connection: ASGIConnection[Any, Any, Any, Any], needed: Scope) -> None:
+    if connection.scope.get("method") == "OPTIONS":
+        return  # the middleware lets OPTIONS (CORS preflight) through without a key
     caller: Caller = connection.user
     if not caller.scope.allows(needed):
         raise PermissionDeniedException(

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrator.errors import problems
 from orchestrator.etags import etag
-from orchestrator.idempotency import IdempotencyKeyHeader, idempotent, scope_of
+from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
 from orchestrator.leads import services
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
@@ -66,7 +66,7 @@ class LeadController(Controller):
             return _lead_response(lead, HTTP_201_CREATED)
 
         body = data.model_dump(mode="json")
-        return await idempotent(db_session, scope_of(request, "POST /leads"), idempotency_key, body, create)
+        return await idempotent(db_session, request, idempotency_key, body, create)
 
     @get("/", responses=problems(400, 422))
     async def list_leads(

@@ -12,7 +12,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrator.errors import problems
-from orchestrator.idempotency import IdempotencyKeyHeader, idempotent, scope_of
+from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
 from orchestrator.leads.services import get_lead
 from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
 from orchestrator.runner.registry import Registry
@@ -61,7 +61,7 @@ class TaskController(Controller):
             return _accepted(task)
 
         body = data.model_dump(mode="json")
-        return await idempotent(db_session, scope_of(request, "POST /tasks"), idempotency_key, body, create)
+        return await idempotent(db_session, request, idempotency_key, body, create)
 
     @post("/batch", status_code=HTTP_202_ACCEPTED, responses=problems(400, 409, 413, 422))
     async def submit_tasks(
@@ -81,9 +81,7 @@ class TaskController(Controller):
             return Response(TaskBatchRead(items=items), status_code=HTTP_202_ACCEPTED)
 
         body = data.model_dump(mode="json")
-        return await idempotent(
-            db_session, scope_of(request, "POST /tasks/batch"), idempotency_key, body, create
-        )
+        return await idempotent(db_session, request, idempotency_key, body, create)
 
     @get("/", responses=problems(400, 422))
     async def list_tasks(
