@@ -116,7 +116,8 @@ async def test_delete_is_204_then_404(client):
 
 
 async def test_delete_with_stale_etag_is_412_and_keeps_the_lead(client):
-    lead, stale = await _lead(client)
+    # A set score, not the factory's random one: a PATCH to the same value keeps the version.
+    lead, stale = await _lead(client, score=1)
     await client.patch(f"/leads/{lead['id']}", json={"score": 9})
     response = await client.delete(f"/leads/{lead['id']}", headers={"If-Match": stale})
     assert response.status_code == 412
