@@ -76,23 +76,27 @@ async def reconcile_once(
         due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
     if not due:
         return 0
-    redeliver = await _undelivered(queue, due)
+    redeliver = await _undelivered(queue, due, settings.reconcile_grace_s)
     enqueued = await enqueue(queue, redeliver, settings.saq_job_ttl_s) if redeliver else 0
     if enqueued:
         logger.info("reconciler: delivered %d task(s) again", enqueued)
     return enqueued
 
 
-async def _undelivered(queue: RedisQueue, due: list[Delivery]) -> list[Delivery]:
+async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -> list[Delivery]:
     """The due tasks Redis will not run: job missing, scheduled for later than the task is due
-    (a retry by hand of a cancelled task), or ACTIVE while the task was never claimed (its
-    worker died between dequeue and claim). Stuck jobs are finished in SAQ so the key frees up."""
+    (a retry by hand of a cancelled task), or ACTIVE for over `grace_s` while the task was never
+    claimed (its worker died between dequeue and claim). Stuck jobs are finished in SAQ so the
+    key frees up."""
     async with queue.redis.pipeline(transaction=False) as pipe:
         for delivery in due:
             # The incomplete set holds every queued, scheduled and running SAQ job.
             pipe.zscore(queue.namespace("incomplete"), queue.job_id(delivery.job_key))
         scores = await pipe.execute()
     now = time.time()
+    # A job dequeued a moment ago is ACTIVE before its claim commits, while our PENDING row was
+    # read: judging it then would abort a live run and deliver it twice.
+    dequeued_before_ms = (now - grace_s) * 1000
     missing = [delivery for delivery, score in zip(due, scores, strict=True) if score is None]
     held = [delivery for delivery, score in zip(due, scores, strict=True) if score is not None]
     stale_later = {
@@ -100,7 +104,10 @@ async def _undelivered(queue: RedisQueue, due: list[Delivery]) -> list[Delivery]
     }
     jobs = await queue.jobs(delivery.job_key for delivery in held) if held else []
     for delivery, job in zip(held, jobs, strict=True):
-        if job is not None and (job.status == Status.ACTIVE or delivery.job_key in stale_later):
+        if job is None:
+            continue
+        stuck = job.status == Status.ACTIVE and (job.started or 0) < dequeued_before_ms
+        if stuck or delivery.job_key in stale_later:
             await queue.finish(job, Status.ABORTED, error="not claimed in time; delivered again")
             missing.append(delivery)
     return missing
