@@ -23,6 +23,7 @@ async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, setting
         await wait_for(api, long, {"PROCESSING"}, timeout_s=60)
 
         assert worker.stop(signal.SIGTERM, timeout_s=20) == 0
+        assert "stopping: 2 job(s) running, up to 2 s to finish" in worker.log.read_text()
 
         finished = (await api.get(f"/tasks/{short}")).json()
         assert finished["status"] == "COMPLETED"

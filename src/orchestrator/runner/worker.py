@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -47,7 +47,19 @@ class PromptWorker(Worker[Context]):
     event, and `stop()` waits for them as for jobs: every SIGTERM cost the whole grace period.
     They hold no work, so they are cancelled first; the job tasks keep their grace."""
 
+    def __init__(self, *args: Any, grace_s: int, **kwargs: Any) -> None:
+        super().__init__(*args, shutdown_grace_period_s=grace_s, **kwargs)
+        self.grace_s = grace_s
+        self.stopping = False
+
     async def stop(self) -> None:
+        if not self.stopping:
+            # A stop that waits out the grace period for running jobs looks like a hang; say so.
+            self.stopping = True
+            running = len(self.job_task_contexts)
+            logger.info(
+                "worker %s stopping: %d job(s) running, up to %d s to finish", self.id, running, self.grace_s
+            )
         self.event.set()
         for task in list(self.tasks):
             if task.get_name() != "process":
@@ -95,7 +107,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         concurrency=concurrency,
         startup=startup,
         shutdown=shutdown,
-        shutdown_grace_period_s=settings.shutdown_grace_s,
+        grace_s=settings.shutdown_grace_s,
         # After the grace period SAQ cancels the jobs; give handlers time to unwind and the
         # hand-back (PROCESSING -> PENDING) time to be written. SAQ's default is 1 s.
         cancellation_hard_deadline_s=5.0,
