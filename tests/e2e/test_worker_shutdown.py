@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 from load.service import Service
@@ -23,7 +24,10 @@ async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, setting
         await wait_for(api, long, {"PROCESSING"}, timeout_s=60)
 
         assert worker.stop(signal.SIGTERM, timeout_s=20) == 0
-        assert "stopping: 2 job(s) running, up to 2 s to finish" in worker.log.read_text()
+        # At least our two: in a shared session the worker may also have taken an earlier test's task.
+        stopping = re.search(r"stopping: (\d+) job\(s\) running, up to 2 s to finish", worker.log.read_text())
+        assert stopping is not None
+        assert int(stopping[1]) >= 2
 
         finished = (await api.get(f"/tasks/{short}")).json()
         assert finished["status"] == "COMPLETED"
