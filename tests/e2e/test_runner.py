@@ -11,11 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
-from saq.job import Status
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.runner.worker import make_queue
+from tests.deliveries import dequeued_unclaimed
 from tests.e2e.conftest import wait_for
 
 if TYPE_CHECKING:
@@ -297,27 +295,9 @@ async def test_retry_by_hand_of_a_cancelled_scheduled_task_runs_now(api):
 
 async def test_a_task_whose_job_died_active_before_its_claim_is_delivered_again(api, settings):
     later = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).isoformat()
-    task_id = await submit(api, "noop", run_at=later)
-    queue = make_queue(settings)
-    try:
-        # What a worker SIGKILLed between SAQ's dequeue and our claim leaves behind.
-        job = await queue.job(f"{task_id}:0")
-        assert job is not None
-        await queue.redis.zadd(queue.namespace("incomplete"), {job.id: 0})
-        job.status = Status.ACTIVE
-        await queue.redis.set(job.id, queue.serialize(job))
-    finally:
-        await queue.disconnect()
-    engine = create_async_engine(settings.sqlalchemy_url)
-    async with engine.begin() as db:
-        await db.execute(
-            text(
-                "UPDATE tasks SET run_at = now() - interval '5 s', updated_at = now() - interval '5 s'"
-                " WHERE id = :id"
-            ),
-            {"id": uuid.UUID(task_id)},
-        )
-    await engine.dispose()
+    task_id = await submit(api, "noop", run_at=later)  # not taken by the workers meanwhile
+    # What a worker SIGKILLed between SAQ's dequeue and our claim leaves behind.
+    await dequeued_unclaimed(settings, task_id, dequeued_s_ago=settings.reconcile_grace_s + 5)
     task = await wait_for(api, task_id, timeout_s=20)
     assert task["status"] == "COMPLETED"
     assert task["attempts"] == 1
