@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
+from orchestrator.app import create_app
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
 from orchestrator.cli import migrate_to_head
@@ -23,6 +25,8 @@ from orchestrator.settings import Settings, to_libpq_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+    from litestar import Litestar
 
 TEST_RATE_LIMIT = "10000/second"
 
@@ -116,6 +120,14 @@ async def api_key(settings: Settings) -> str:
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The app in-process, with its real lifespan, engine and Redis client, sending `api_key`."""
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers.update(bearer(api_key))
+        yield client
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

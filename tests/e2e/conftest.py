@@ -9,18 +9,17 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from load.service import Service, free_port
-from orchestrator.app import create_app
 from orchestrator.tasks.status import TERMINAL_STATUSES
-from tests.conftest import TEST_RATE_LIMIT, bearer, settings_env
+from tests.conftest import TEST_RATE_LIMIT, app_client, settings_env
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
     from pathlib import Path
 
     from litestar import Litestar
+    from litestar.testing import AsyncTestClient
 
     from orchestrator.settings import Settings
 
@@ -118,8 +117,7 @@ def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 async def api(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app=create_app(settings)) as client:
-        client.headers.update(bearer(api_key))
+    async with app_client(settings, api_key) as client:
         yield client
 
 

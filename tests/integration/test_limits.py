@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar.testing import AsyncTestClient
-
-from orchestrator.app import create_app
 from orchestrator.limits import MAX_BYTES, MAX_DEPTH
-from tests.conftest import bearer
+from tests.conftest import app_client
 from tests.factories import lead_body
 
 
@@ -50,8 +47,7 @@ async def test_attributes_and_payloads_nested_too_deep_are_422_naming_the_depth(
 
 async def test_attributes_and_payloads_over_the_size_limit_are_422_naming_it(settings, api_key):
     roomy = settings.model_copy(update={"max_request_body_bytes": 4 * MAX_BYTES})
-    async with AsyncTestClient(app=create_app(roomy)) as client:
-        client.headers.update(bearer(api_key))
+    async with app_client(roomy, api_key) as client:
         big = {"blob": "x" * MAX_BYTES}
         lead = await client.post("/leads", json=lead_body() | {"attributes": big})
         task = await client.post("/tasks", json={"type": "noop", "payload": {"echo": big}})

@@ -50,16 +50,13 @@ class PromptWorker(Worker[Context]):
     def __init__(self, *args: Any, grace_s: int, **kwargs: Any) -> None:
         super().__init__(*args, shutdown_grace_period_s=grace_s, **kwargs)
         self.grace_s = grace_s
-        self.stopping = False
 
     async def stop(self) -> None:
-        if not self.stopping:
-            # A stop that waits out the grace period for running jobs looks like a hang; say so.
-            self.stopping = True
-            running = len(self.job_task_contexts)
-            logger.info(
-                "worker %s stopping: %d job(s) running, up to %d s to finish", self.id, running, self.grace_s
-            )
+        # A stop that waits out the grace period for running jobs looks like a hang; say so.
+        running = len(self.job_task_contexts)
+        logger.info(
+            "worker %s stopping: %d job(s) running, up to %d s to finish", self.id, running, self.grace_s
+        )
         self.event.set()
         for task in list(self.tasks):
             if task.get_name() != "process":
