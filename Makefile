@@ -22,10 +22,11 @@ test: $(VENV)  ## the whole suite against real PostgreSQL and Redis (pytest exit
 load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"
 	$(UV) run --locked python -m load $(LOAD_ARGS)
 
-lint: $(VENV)
+lint: $(VENV)  ## ruff, mypy --strict, and the import contracts (layers, no cycles) in pyproject.toml
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
+	$(UV) run --locked lint-imports --no-cache
 
 format: $(VENV)
 	$(UV) run --locked ruff check --fix .

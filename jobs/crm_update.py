@@ -13,11 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import NotFound
+from orchestrator.job import JobContext, JobType, RetryPolicy
 from orchestrator.leads.crm_sync import push_lead
 from orchestrator.leads.schemas import LeadPatch, LeadRead
 from orchestrator.leads.services import get_lead, patch_lead
-from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
 
 
 class CrmUpdatePayload(BaseModel):
@@ -29,13 +28,11 @@ class CrmUpdatePayload(BaseModel):
 
 async def handle(ctx: JobContext, payload: CrmUpdatePayload) -> dict[str, Any]:
     async with ctx.sessions() as session, session.begin():
-        try:
-            if payload.changes.model_fields_set:
-                lead = await patch_lead(session, payload.lead_id, payload.changes, if_match=None)
-            else:
-                lead = await get_lead(session, payload.lead_id)
-        except NotFound as exc:
-            raise PermanentError(str(exc)) from None
+        # A lead that is gone raises NotFound: permanent, the task fails without retrying.
+        if payload.changes.model_fields_set:
+            lead = await patch_lead(session, payload.lead_id, payload.changes, if_match=None)
+        else:
+            lead = await get_lead(session, payload.lead_id)
         state = LeadRead.model_validate(lead).model_dump(mode="json")
     result = {"lead_version": state["version"], "changed": sorted(payload.changes.model_fields_set)}
     settings = ctx.settings

@@ -15,12 +15,11 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from sqlalchemy.dialects.postgresql import insert
 
-from orchestrator.errors import NotFound
+from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
 from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
 from orchestrator.mail.render import build_message, render, unknown_placeholders
 from orchestrator.mail.transport import send_smtp, write_eml
-from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
 
 
 class EmailPayload(BaseModel):
@@ -59,10 +58,7 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
             return _result(sent.message_id, sent.recipient, sent.transport, already_sent=True)
         values: dict[str, Any] = {}
         if payload.lead_id is not None:
-            try:
-                lead = await get_lead(session, payload.lead_id)
-            except NotFound as exc:
-                raise PermanentError(str(exc)) from None
+            lead = await get_lead(session, payload.lead_id)  # gone: NotFound, permanent
             values = {
                 name: getattr(lead, name)
                 for name in ("first_name", "last_name", "email", "phone", "company", "source")

@@ -11,10 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.errors import NotFound
+from orchestrator.job import JobContext, JobType, RetryPolicy
 from orchestrator.leads.quality import find_original, normalise, score
 from orchestrator.leads.services import get_lead
-from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
 
 
 class LeadProcessPayload(BaseModel):
@@ -25,10 +24,7 @@ class LeadProcessPayload(BaseModel):
 
 async def handle(ctx: JobContext, payload: LeadProcessPayload) -> dict[str, Any]:
     async with ctx.sessions() as session, session.begin():
-        try:
-            lead = await get_lead(session, payload.lead_id)
-        except NotFound as exc:
-            raise PermanentError(str(exc)) from None
+        lead = await get_lead(session, payload.lead_id)  # gone: NotFound, permanent
         clean = normalise(lead, ctx.settings.default_phone_region)
         original = await find_original(session, lead, clean.email, clean.phone if clean.phone_valid else None)
         duplicate_of = original.id if original is not None else None

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.runner.job import JobContext, JobType, RetryPolicy
+from orchestrator.job import JobContext, JobType, RetryPolicy
 
 
 class NoopPayload(BaseModel):

@@ -13,13 +13,14 @@ from __future__ import annotations
 import uuid
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from sqlalchemy import select, text
 
-from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy, Suspend
+from orchestrator.errors import Unprocessable
+from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy, Suspend
+from orchestrator.tasks import transitions
 from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TERMINAL_STATUSES, TaskStatus
-from orchestrator.tasks.submit import record_task
 from orchestrator.tasks.workflows import NAMED, Step, UnresolvedReference, references, resolve
 
 # Fallback only: a step's end wakes the workflow at once.
@@ -88,21 +89,18 @@ async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
                 ]
             }
         number, step = len(children) + 1, steps[len(children)]
-        job_type = ctx.job_types.get(step.type)
-        if job_type is None:
-            raise PermanentError(f"step {number}: unknown job type {step.type!r}")
         try:
             raw = resolve(
                 step.payload, str(lead_id) if lead_id else None, [child.result for child in children]
             )
-            checked = job_type.payload.model_validate(raw, context={"job_types": ctx.job_types})
-        except (UnresolvedReference, ValidationError) as exc:
+            checked = ctx.job_types.check(step.type, raw)
+        except (UnresolvedReference, Unprocessable) as exc:
             raise PermanentError(f"step {number} ({step.type}): {exc}") from None
-        child = await record_task(
+        child = await transitions.record(
             session,
             type=step.type,
-            payload=checked.model_dump(mode="json", exclude_unset=True),
-            max_attempts=job_type.retry.max_attempts,
+            payload=checked.stored(),
+            max_attempts=checked.job_type.retry.max_attempts,
             lead_id=lead_id,
             parent_id=ctx.task_id,
         )

@@ -36,9 +36,9 @@ from sqlalchemy.engine import make_url
 from load import LOAD_RATE_LIMIT
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
-from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
-from orchestrator.runner.worker import make_queue
+from orchestrator.queue import make_queue
+from orchestrator.schema import migrate_to_head
 from orchestrator.settings import Settings
 
 

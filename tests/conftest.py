@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 from orchestrator.app import create_app
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
-from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
+from orchestrator.schema import migrate_to_head
 from orchestrator.settings import Settings, to_libpq_url
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from saq.job import Status
 from sqlalchemy import text
 
 from orchestrator.db import in_transaction
-from orchestrator.runner.worker import make_queue
+from orchestrator.queue import make_queue
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings

@@ -27,13 +27,13 @@ from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 
 from orchestrator.auth.middleware import ApiKeyMiddleware, Callers, authorize
-from orchestrator.auth.rate_limit import RateLimiter, parse_limit
-from orchestrator.db import committed_session, engine_options
-from orchestrator.errors import internal_error_handler, problem_details_config
+from orchestrator.auth.rate_limit import RateLimiter
+from orchestrator.db import engine_options
 from orchestrator.health import HealthController
-from orchestrator.leads.controllers import LeadController
-from orchestrator.runner.registry import discover
-from orchestrator.runner.worker import make_queue
+from orchestrator.job import discover
+from orchestrator.leads.controllers import LeadController, LeadTaskController
+from orchestrator.queue import make_queue
+from orchestrator.rates import parse_limit
 from orchestrator.saq_ui import (
     saq_ui_controller,
     saq_ui_dependencies,
@@ -41,8 +41,10 @@ from orchestrator.saq_ui import (
     saq_ui_static,
 )
 from orchestrator.settings import Settings, get_settings
-from orchestrator.tasks.controllers import JobTypeController, LeadTaskController, TaskController
-from orchestrator.tasks.submit import deliver
+from orchestrator.tasks.controllers import JobTypeController, TaskController
+from orchestrator.web.deliveries import deliver, request_deliveries
+from orchestrator.web.problems import internal_error_handler, problem_details_config
+from orchestrator.web.transactions import committed_session
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -93,6 +95,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             "settings": Provide(lambda: settings, sync_to_thread=False),
             "registry": Provide(lambda: registry, sync_to_thread=False),
             "redis": Provide(_redis_from_state, sync_to_thread=False),
+            "deliveries": Provide(request_deliveries, sync_to_thread=False),
             **saq_ui_dependencies,
         },
         exception_handlers={Exception: internal_error_handler},

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from advanced_alchemy.base import convention
-from litestar.di import NamedDependency  # noqa: TC002  (Litestar reads it at runtime)
 from sqlalchemy import Enum, MetaData, func
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession, create_async_engine
@@ -14,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from collections.abc import Awaitable, Callable
     from enum import StrEnum
 
     from orchestrator.settings import Settings
@@ -79,18 +78,3 @@ async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awai
             return await work(session)
     finally:
         await engine.dispose()
-
-
-async def committed_session(
-    request_session: NamedDependency[AsyncSession],
-) -> AsyncGenerator[AsyncSession, None]:
-    """The request's session, committed once its handler has returned and before a byte is sent.
-
-    A COMMIT that fails (the database going away) thus becomes an error answer through the usual
-    handlers. advanced-alchemy's autocommit hook commits later, while the response is being
-    sent, and on failure only logs at debug level: the client got a 2xx for a write that never
-    landed. That hook still rolls back every error that is raised and closes the session; a
-    handler therefore raises its errors (DomainError and friends) rather than returning them.
-    """
-    yield request_session
-    await request_session.commit()

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.errors import problems
 from orchestrator.settings import Settings
+from orchestrator.web.problems import problems
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable

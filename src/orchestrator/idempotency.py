@@ -1,8 +1,6 @@
-"""Idempotency-Key on POST: the same key and body replays the first response; another body is 422.
-
-Keys live in PostgreSQL, in the same transaction as what the request creates: a retry that
-races the original waits on the key's unique index until the original commits, then replays.
-"""
+"""Idempotency keys in PostgreSQL: a key is claimed in the same transaction as what its request
+creates, so a retry that races the original waits on the key's unique index until the original
+commits, then gets the stored response back. `orchestrator.web.replay` puts this on POSTs."""
 
 from __future__ import annotations
 
@@ -10,11 +8,8 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from litestar import Response
-from litestar.params import HeaderParameter
-from pydantic import BaseModel
 from sqlalchemy import Integer, String, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Mapped, mapped_column
@@ -23,25 +18,10 @@ from orchestrator.db import Base
 from orchestrator.errors import Conflict, Unprocessable
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from litestar import Request
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-
-    from orchestrator.auth.keys import Caller
 
 KEY_MAX_LENGTH = 200
 RETENTION = dt.timedelta(hours=24)
-
-IdempotencyKeyHeader = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        max_length=KEY_MAX_LENGTH,
-        description="Retry-safe: the same key and body within 24 h returns the first response",
-    ),
-]
 
 
 class IdempotencyKey(Base):
@@ -92,51 +72,13 @@ async def claim_key(session: AsyncSession, scope: str, key: str, request_hash: s
     return StoredResponse(stored.status_code, stored.headers or {}, stored.body or {})
 
 
-async def idempotent(
-    session: AsyncSession,
-    request: Request[Any, Any, Any],
-    key: str | None,
-    request_body: Any,
-    create: Callable[[], Awaitable[Response[Any]]],
-) -> Response[Any]:
-    """Run `create` once per key: a repeat with the same body gets the stored response back.
-
-    Keys belong to the API key that sent them (two integrators may pick the same one) and to
-    the operation.
-    """
-    if key is None:
-        return await create()
-    caller: Caller = request.user
-    scope = f"{caller.key_id} {request.method} {request.scope['path_template']}"
-    replay = await claim_key(session, scope, key, fingerprint(request_body))
-    if replay is not None:
-        headers = replay.headers | {"Idempotent-Replayed": "true"}
-        return Response(replay.body, status_code=replay.status_code, headers=headers)
-    response = await create()
-    body = (
-        response.content.model_dump(mode="json")
-        if isinstance(response.content, BaseModel)
-        else response.content
+async def remember_response(session: AsyncSession, scope: str, key: str, response: StoredResponse) -> None:
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
+        .values(status_code=response.status_code, headers=response.headers, body=response.body)
     )
-    status_code = response.status_code or 200
-    await remember_response(session, scope, key, status_code, dict(response.headers), body)
-    return response
 
 
 async def forget_expired(session: AsyncSession | AsyncConnection) -> None:
     await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < func.now() - RETENTION))
-
-
-async def remember_response(
-    session: AsyncSession,
-    scope: str,
-    key: str,
-    status_code: int,
-    headers: dict[str, str],
-    body: dict[str, Any],
-) -> None:
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.scope == scope, IdempotencyKey.key == key)
-        .values(status_code=status_code, headers=headers, body=body)
-    )

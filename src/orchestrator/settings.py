@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from orchestrator.auth.rate_limit import parse_limit
+from orchestrator.rates import parse_limit
 
 # PostgreSQL's default max_connections is 100: keep api workers x (pool + overflow) well under it.
 DEFAULT_POOL_SIZE = 5
@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     )
     email_from: str = Field(default="orchestrator@localhost", description="From: of email_send")
     email_outbox_dir: Path = Field(default=Path(".orchestrator/outbox"), description="Where .eml files go")
+
+    @field_validator("database_url", "redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `DATABASE_URL=` in a copied .env means "not set" (embedded servers), not a URL to parse.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("api_rate_limit", "api_key_failure_limit")
     @classmethod

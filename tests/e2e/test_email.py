@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from load.service import free_port
-from orchestrator.runner.worker import make_queue
+from orchestrator.queue import make_queue
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_runner import submit
 

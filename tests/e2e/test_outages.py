@@ -19,8 +19,8 @@ import pytest
 from load.service import Service, free_port
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
-from orchestrator.cli import migrate_to_head
 from orchestrator.embedded import embedded_postgres, embedded_redis
+from orchestrator.schema import migrate_to_head
 from orchestrator.settings import Settings
 from tests.conftest import bearer
 from tests.e2e.conftest import wait_for

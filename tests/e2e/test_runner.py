@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from redis.asyncio import Redis
 
-from orchestrator.runner.worker import make_queue
+from orchestrator.queue import make_queue
 from tests.deliveries import dequeued_unclaimed
 from tests.e2e.conftest import wait_for
 

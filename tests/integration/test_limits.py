@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.limits import MAX_BYTES, MAX_DEPTH
+from orchestrator.json_bounds import MAX_BYTES, MAX_DEPTH
 from tests.conftest import app_client
 from tests.factories import lead_body
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from saq.job import Status
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from orchestrator.queue import make_queue
 from orchestrator.runner.reconciler import reconcile_once
-from orchestrator.runner.worker import make_queue
 from tests.deliveries import dequeued_unclaimed
 
 

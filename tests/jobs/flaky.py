@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.runner.job import JobContext, JobType, PermanentError, RetryPolicy
+from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
 
 
 class FlakyPayload(BaseModel):

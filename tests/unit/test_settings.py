@@ -5,9 +5,9 @@ import uuid
 
 import pytest
 
-from orchestrator.cli import ROOT
 from orchestrator.errors import Unprocessable
 from orchestrator.pagination import decode_cursor, encode_cursor
+from orchestrator.schema import ROOT
 from orchestrator.settings import Settings, to_asyncpg_url
 
 

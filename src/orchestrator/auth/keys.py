@@ -13,9 +13,9 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orchestrator.auth.models import ApiKey, Scope
-from orchestrator.auth.rate_limit import parse_limit
 from orchestrator.db import in_transaction
 from orchestrator.errors import Conflict, NotFound, Unprocessable
+from orchestrator.rates import parse_limit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

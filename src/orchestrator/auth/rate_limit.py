@@ -10,7 +10,6 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from litestar.exceptions import TooManyRequestsException
@@ -20,14 +19,13 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
     from typing import Any
 
+    from limits import RateLimitItem
+
     from orchestrator.auth.keys import Caller
     from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-LIMIT_MAX_LENGTH = 50
-# The moving window keeps one entry per request, up to the limit: bound what a window holds.
-MAX_PER_WINDOW = 100_000
 # A check normally takes under a millisecond, but the first ones of a fresh worker open
 # connections and load scripts, and a burst of them on a busy machine can take a few hundred.
 # A Redis that hangs instead of refusing must still not hold requests for the socket timeout.
@@ -35,23 +33,6 @@ CHECK_TIMEOUT_S = 1.0
 # After Redis fails, requests pass unchecked this long before Redis is tried again: an outage
 # costs one failed check per second per worker, not one per request.
 REDIS_BACKOFF_S = 1.0
-
-
-def parse_limit(value: str) -> RateLimitItem:
-    """One limit such as '100/second' or '6000 per minute'; ValueError saying what is wrong."""
-    if len(value) > LIMIT_MAX_LENGTH:
-        raise ValueError(f"a rate limit is at most {LIMIT_MAX_LENGTH} characters")
-    try:
-        items = parse_many(value)
-    except ValueError:
-        raise ValueError(
-            f"not a rate limit: {value!r} (write it like '100/second' or '6000/minute')"
-        ) from None
-    if len(items) != 1:
-        raise ValueError(f"one rate limit only, not {len(items)}: e.g. '100/second'")
-    if not 1 <= items[0].amount <= MAX_PER_WINDOW:
-        raise ValueError(f"a rate limit allows 1 to {MAX_PER_WINDOW:,} requests per window")
-    return items[0]
 
 
 class RateLimiter:

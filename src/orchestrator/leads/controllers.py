@@ -1,44 +1,32 @@
-"""HTTP endpoints of /leads: parse, call a service, shape the response."""
+"""HTTP endpoints of /leads and /leads/{id}/tasks: parse, call a service, shape the response."""
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrator.errors import problems
 from orchestrator.etags import etag
-from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
+from orchestrator.job import Registry  # noqa: TC001  (Litestar reads it at runtime)
 from orchestrator.leads import services
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
-from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
-from orchestrator.tasks.submit import deliver_after_response, record_task
-
-if TYPE_CHECKING:
-    from orchestrator.runner.registry import Registry
+from orchestrator.pagination import PAGE_SIZE_DEFAULT
+from orchestrator.queue import Deliveries  # noqa: TC001  (Litestar reads it at runtime)
+from orchestrator.tasks import services as task_services
+from orchestrator.tasks.schemas import TaskPage, TaskRead
+from orchestrator.web.params import Cursor, Limit
+from orchestrator.web.problems import problems
+from orchestrator.web.replay import IdempotencyKeyHeader, idempotent
 
 IfMatch = Annotated[
     str | None, HeaderParameter(name="If-Match", required=False, description="An ETag from a previous read")
 ]
-
-
-async def _sync_to_crm(request: Request[Any, Any, Any], session: AsyncSession, lead: Lead) -> None:
-    """Every API write to a lead records a crm_update task in the same transaction."""
-    registry: Registry = request.app.state.registry
-    task = await record_task(
-        session,
-        type="crm_update",
-        payload={"lead_id": str(lead.id)},
-        max_attempts=registry["crm_update"].retry.max_attempts,
-        lead_id=lead.id,
-    )
-    deliver_after_response(request, task)
 
 
 def _lead_response(lead: Lead, status_code: int = HTTP_200_OK) -> Response[LeadRead]:
@@ -48,22 +36,30 @@ def _lead_response(lead: Lead, status_code: int = HTTP_200_OK) -> Response[LeadR
     return Response(LeadRead.model_validate(lead), status_code=status_code, headers=headers)
 
 
+def _synced_writes(
+    db_session: NamedDependency[AsyncSession],
+    registry: NamedDependency[Registry],
+    deliveries: NamedDependency[Deliveries],
+) -> services.SyncedWrites:
+    return services.SyncedWrites(db_session, registry, deliveries)
+
+
 class LeadController(Controller):
     path = "/leads"
     tags = ["leads"]
+    dependencies = {"writes": Provide(_synced_writes, sync_to_thread=False)}
 
     @post("/", status_code=HTTP_201_CREATED, responses=problems(400, 409, 413, 422))
     async def create_lead(
         self,
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
+        writes: NamedDependency[services.SyncedWrites],
         data: JSONBody[LeadWrite],
         idempotency_key: IdempotencyKeyHeader,
     ) -> Response[LeadRead]:
         async def create() -> Response[LeadRead]:
-            lead = await services.create_lead(db_session, data)
-            await _sync_to_crm(request, db_session, lead)
-            return _lead_response(lead, HTTP_201_CREATED)
+            return _lead_response(await writes.create(data), HTTP_201_CREATED)
 
         body = data.model_dump(mode="json")
         return await idempotent(db_session, request, idempotency_key, body, create)
@@ -76,8 +72,8 @@ class LeadController(Controller):
         company: Annotated[str | None, Parameter(max_length=200)] = None,
         source: Annotated[str | None, Parameter(max_length=100)] = None,
         status: FromQuery[LeadStatus | None] = None,
-        cursor: Annotated[str | None, Parameter(max_length=64)] = None,
-        limit: Annotated[int, Parameter(ge=1, le=PAGE_SIZE_MAX)] = PAGE_SIZE_DEFAULT,
+        cursor: Cursor = None,
+        limit: Limit = PAGE_SIZE_DEFAULT,
     ) -> LeadPage:
         filters = services.LeadFilters(email=email, company=company, source=source, status=status)
         leads, next_cursor = await services.list_leads(db_session, filters, cursor, limit)
@@ -92,31 +88,43 @@ class LeadController(Controller):
     @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 422))
     async def replace_lead(
         self,
-        request: Request[Any, Any, Any],
-        db_session: NamedDependency[AsyncSession],
+        writes: NamedDependency[services.SyncedWrites],
         lead_id: FromPath[uuid.UUID],
         data: JSONBody[LeadWrite],
         if_match: IfMatch,
     ) -> Response[LeadRead]:
-        lead = await services.replace_lead(db_session, lead_id, data, if_match)
-        await _sync_to_crm(request, db_session, lead)
-        return _lead_response(lead)
+        return _lead_response(await writes.replace(lead_id, data, if_match))
 
     @patch("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 422))
     async def patch_lead(
         self,
-        request: Request[Any, Any, Any],
-        db_session: NamedDependency[AsyncSession],
+        writes: NamedDependency[services.SyncedWrites],
         lead_id: FromPath[uuid.UUID],
         data: JSONBody[LeadPatch],
         if_match: IfMatch,
     ) -> Response[LeadRead]:
-        lead = await services.patch_lead(db_session, lead_id, data, if_match)
-        await _sync_to_crm(request, db_session, lead)
-        return _lead_response(lead)
+        return _lead_response(await writes.patch(lead_id, data, if_match))
 
     @delete("/{lead_id:uuid}", status_code=HTTP_204_NO_CONTENT, responses=problems(404, 412, 422))
     async def delete_lead(
         self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID], if_match: IfMatch
     ) -> None:
         await services.delete_lead(db_session, lead_id, if_match)
+
+
+class LeadTaskController(Controller):
+    path = "/leads/{lead_id:uuid}/tasks"
+    tags = ["leads", "tasks"]
+
+    @get("/", responses=problems(400, 404, 422))
+    async def list_lead_tasks(
+        self,
+        db_session: NamedDependency[AsyncSession],
+        lead_id: FromPath[uuid.UUID],
+        cursor: Cursor = None,
+        limit: Limit = PAGE_SIZE_DEFAULT,
+    ) -> TaskPage:
+        await services.get_lead(db_session, lead_id)
+        filters = task_services.TaskFilters(lead_id=lead_id)
+        tasks, next_cursor = await task_services.list_tasks(db_session, filters, cursor, limit)
+        return TaskPage(items=[TaskRead.model_validate(task) for task in tasks], next_cursor=next_cursor)

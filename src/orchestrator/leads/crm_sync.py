@@ -13,7 +13,7 @@ import hmac
 import json
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.runner.job import PermanentError
+from orchestrator.errors import PermanentError
 
 if TYPE_CHECKING:
     import httpx

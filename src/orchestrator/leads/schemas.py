@@ -8,8 +8,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
 
+from orchestrator.json_bounds import BoundedJSON
 from orchestrator.leads.models import LeadStatus
-from orchestrator.limits import BoundedJSON
 
 Name = Annotated[str, StringConstraints(max_length=200)]
 Email = Annotated[EmailStr, StringConstraints(max_length=320)]

@@ -1,4 +1,5 @@
-"""Lead business rules: plain async functions over a session that never commit."""
+"""Lead business rules: async functions over a session that never commit, and `SyncedWrites`, the
+API's writes, each of which records a crm_update task so that the CRM hears of it."""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ from orchestrator.errors import Conflict, NotFound, PreconditionFailed, Unproces
 from orchestrator.etags import if_match_allows
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
+from orchestrator.tasks import transitions
 
 if TYPE_CHECKING:
     import uuid
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from orchestrator.job import Registry
     from orchestrator.leads.schemas import LeadPatch, LeadWrite
+    from orchestrator.queue import Deliveries
+
+CRM_SYNC_JOB = "crm_update"
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,36 @@ class LeadFilters:
     company: str | None = None
     source: str | None = None
     status: LeadStatus | None = None
+
+
+class SyncedWrites:
+    """Every API write to a lead (create, PUT, PATCH) records a crm_update task in the same
+    transaction, delivered once it commits. The crm_update job itself writes with the plain
+    functions below: its own writes must not sync again. (A plain class, not a dataclass:
+    Litestar would try to validate a dataclass it injects field by field.)"""
+
+    def __init__(self, session: AsyncSession, registry: Registry, deliveries: Deliveries) -> None:
+        self.session, self.registry, self.deliveries = session, registry, deliveries
+
+    async def create(self, data: LeadWrite) -> Lead:
+        return await self._synced(await create_lead(self.session, data))
+
+    async def replace(self, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None) -> Lead:
+        return await self._synced(await replace_lead(self.session, lead_id, data, if_match))
+
+    async def patch(self, lead_id: uuid.UUID, data: LeadPatch, if_match: str | None) -> Lead:
+        return await self._synced(await patch_lead(self.session, lead_id, data, if_match))
+
+    async def _synced(self, lead: Lead) -> Lead:
+        task = await transitions.record(
+            self.session,
+            type=CRM_SYNC_JOB,
+            payload={"lead_id": str(lead.id)},
+            max_attempts=self.registry[CRM_SYNC_JOB].retry.max_attempts,
+            lead_id=lead.id,
+        )
+        self.deliveries.add(task)
+        return lead
 
 
 async def create_lead(session: AsyncSession, data: LeadWrite) -> Lead:

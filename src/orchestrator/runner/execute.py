@@ -11,13 +11,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
+from orchestrator.errors import PermanentError, Unprocessable
+from orchestrator.job import JobContext, Suspend
+from orchestrator.queue import Delivery, enqueue
 from orchestrator.runner.batching import Batcher
-from orchestrator.runner.job import JobContext, PermanentError, Suspend
 from orchestrator.tasks import transitions
 from orchestrator.tasks.status import TaskStatus
-from orchestrator.tasks.submit import Delivery, enqueue
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,11 +25,11 @@ if TYPE_CHECKING:
     from saq.queue import Queue
     from saq.types import Context
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+    from sqlalchemy.sql.elements import TextClause
 
-    from orchestrator.runner.job import JobType
-    from orchestrator.runner.registry import Registry
+    from orchestrator.job import JobType, Registry
+    from orchestrator.queue import Deliverable
     from orchestrator.settings import Settings
-    from orchestrator.tasks.models import Task
     from orchestrator.tasks.transitions import Moved
 
 logger = logging.getLogger(__name__)
@@ -79,16 +78,12 @@ class Runner:
             raise
         if task is None:
             return  # duplicate, early, late or cancelled delivery: nothing to run
-        job_type = self.registry.get(task.type)
-        if job_type is None:
-            await self._fail(task, f"unknown job type {task.type!r} (not in this worker's job packages)")
-            return
         try:
-            payload = job_type.payload.model_validate(task.payload, context={"job_types": self.registry})
-        except ValidationError as exc:
-            await self._fail(task, f"invalid payload: {exc}")
+            checked = self.registry.check(task.type, task.payload)
+        except Unprocessable as exc:
+            await self._fail(task, f"{exc.detail} (as this worker's job packages declare it)")
             return
-        await self._run(task, job_type, payload)
+        await self._run(task, checked.job_type, checked.model)
 
     async def _run(self, task: Moved, job_type: JobType[Any], payload: Any) -> None:
         context = JobContext(
@@ -185,20 +180,20 @@ class Runner:
         if attempts is not None:
             await enqueue(self.queue, [Delivery(parent_id, attempts)], self.settings.saq_job_ttl_s)
 
-    async def _deliver(self, tasks: Sequence[Task]) -> None:
-        deliveries = [Delivery(task.id, task.attempts, task.run_at) for task in tasks]
+    async def _deliver(self, tasks: Sequence[Deliverable]) -> None:
+        deliveries = [Delivery.of(task) for task in tasks]
         await enqueue(self.queue, deliveries, self.settings.saq_job_ttl_s)
 
     async def _finish(
         self,
-        transition: transitions.Transition,
+        statement: TextClause,
         task: Moved,
         detail: dict[str, Any] | None = None,
         **params: Any,
     ) -> Moved | None:
         """Shielded and tracked: a write that ends an attempt must land even when the worker is
         being cancelled, and shutdown waits for it (drain) before closing the pool."""
-        write = asyncio.ensure_future(self._write(transition, task, detail, params))
+        write = asyncio.ensure_future(self._write(statement, task, detail, params))
         self._background.add(write)
         write.add_done_callback(self._background.discard)
         return await asyncio.shield(write)
@@ -211,17 +206,17 @@ class Runner:
 
     async def _write(
         self,
-        transition: transitions.Transition,
+        statement: TextClause,
         task: Moved,
         detail: dict[str, Any] | None,
         params: dict[str, Any],
     ) -> Moved | None:
         async with self.engine.connect() as db:
             moved = await transitions.move(
-                db, transition, task.id, worker=self.worker_id, detail=detail, attempt=task.attempts, **params
+                db, statement, task.id, worker=self.worker_id, detail=detail, attempt=task.attempts, **params
             )
         if moved is None:
-            logger.info("task %s: %s refused; it was cancelled or taken over", task.id, transition.to)
+            logger.info("task %s: its end was refused; it was cancelled or taken over", task.id)
         elif moved.status == TaskStatus.FAILED and moved.parent_id is not None:
             await self._wake(moved.parent_id)
         return moved

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def _worker_main(concurrency: int) -> None:
     import uvloop
 
-    from orchestrator.cli import configure_logging
+    from orchestrator.logs import configure_logging
     from orchestrator.runner.worker import serve
     from orchestrator.settings import get_settings
 

@@ -15,7 +15,8 @@ from saq.job import Status
 from sqlalchemy import text
 
 from orchestrator.idempotency import forget_expired
-from orchestrator.tasks.submit import Delivery, enqueue
+from orchestrator.queue import Delivery, enqueue
+from orchestrator.tasks.transitions import expire_leases
 
 if TYPE_CHECKING:
     from saq.queue.redis import RedisQueue
@@ -27,31 +28,10 @@ logger = logging.getLogger(__name__)
 
 LOCK_KEY = 0x6F7263686573  # "orches": one reconciler at a time across all workers
 
-# PROCESSING -> RETRY | FAILED for every task whose worker stopped renewing its lease (killed,
-# frozen, partitioned). The guard is the expired lease; a worker that comes back finds its
-# attempt no longer PROCESSING and writes nothing.
-EXPIRE_LEASES = text(
-    """
-    WITH moved AS (
-        UPDATE tasks AS t
-        SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
-            error = 'worker lost: lease expired at ' || t.lease_until::text,
-            finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
-            run_at = now(), lease_until = NULL, updated_at = now()
-        WHERE t.status = 'PROCESSING' AND t.lease_until < now()
-        RETURNING t.id, t.status, t.attempts, t.worker_id
-    ), event AS (
-        INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
-        SELECT id, 'PROCESSING', status, attempts, worker_id, '{"error": "lease expired"}'::jsonb FROM moved
-    )
-    SELECT id, attempts FROM moved WHERE status = 'RETRY'
-    """
-)
+LEAD = text("SELECT pg_try_advisory_xact_lock(:key)")
 
 # Due tasks untouched for a few seconds: fresh ones were just enqueued by whoever wrote them,
 # and checking each against Redis under load would cost the workers a quarter of their time.
-LEAD = text("SELECT pg_try_advisory_xact_lock(:key)")
-
 DUE = text(
     """
     SELECT id, attempts FROM tasks
@@ -70,7 +50,7 @@ async def reconcile_once(
     async with engine.begin() as db:  # committed on its own: a Redis outage must not undo it
         if not await db.scalar(LEAD, {"key": LOCK_KEY}):
             return 0
-        await db.execute(EXPIRE_LEASES)
+        await expire_leases(db)
         await forget_expired(db)
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
         due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]

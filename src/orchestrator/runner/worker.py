@@ -10,36 +10,20 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Worker
-from saq.queue.redis import RedisQueue
 from saq.types import Context
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from orchestrator.db import engine_options
+from orchestrator.job import discover
+from orchestrator.queue import RUN_TASK, make_queue
 from orchestrator.runner.execute import Runner
 from orchestrator.runner.reconciler import reconcile_forever
-from orchestrator.runner.registry import discover
-from orchestrator.tasks.submit import RUN_TASK
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-def make_queue(settings: Settings) -> RedisQueue:
-    """The SAQ queue on its own Redis pool. redis-py's default pool fails at once past 100
-    connections; a blocking pool waits for one instead, and SAQ's own throttle (20 operations
-    by default) is raised so that enqueue bursts are not serialised."""
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_dsn,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-    )
-    throttle = settings.redis_max_connections // 2
-    return RedisQueue(Redis(connection_pool=pool), name=settings.queue_name, max_concurrent_ops=throttle)
 
 
 class PromptWorker(Worker[Context]):

@@ -1,4 +1,4 @@
-"""HTTP endpoints of /tasks, /leads/{id}/tasks and /jobs."""
+"""HTTP endpoints of /tasks and /jobs."""
 
 from __future__ import annotations
 
@@ -11,11 +11,9 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrator.errors import problems
-from orchestrator.idempotency import IdempotencyKeyHeader, idempotent
-from orchestrator.leads.services import get_lead
-from orchestrator.pagination import PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX
-from orchestrator.runner.registry import Registry
+from orchestrator.job import Registry
+from orchestrator.pagination import PAGE_SIZE_DEFAULT
+from orchestrator.queue import Deliveries
 from orchestrator.tasks import services
 from orchestrator.tasks.schemas import (
     JobTypeRead,
@@ -23,18 +21,16 @@ from orchestrator.tasks.schemas import (
     TaskBatchRead,
     TaskCreate,
     TaskDetail,
-    TaskEventRead,
     TaskPage,
     TaskRead,
 )
 from orchestrator.tasks.status import TaskStatus
-from orchestrator.tasks.submit import deliver_after_response
+from orchestrator.web.params import Cursor, Limit
+from orchestrator.web.problems import problems
+from orchestrator.web.replay import IdempotencyKeyHeader, idempotent
 
 if TYPE_CHECKING:
     from orchestrator.tasks.models import Task
-
-Cursor = Annotated[str | None, Parameter(max_length=64)]
-Limit = Annotated[int, Parameter(ge=1, le=PAGE_SIZE_MAX)]
 
 
 def _accepted(task: Task) -> Response[TaskRead]:
@@ -52,13 +48,12 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         registry: NamedDependency[Registry],
+        deliveries: NamedDependency[Deliveries],
         data: JSONBody[TaskCreate],
         idempotency_key: IdempotencyKeyHeader,
     ) -> Response[TaskRead]:
         async def create() -> Response[TaskRead]:
-            task = await services.submit_task(db_session, registry, data)
-            deliver_after_response(request, task)
-            return _accepted(task)
+            return _accepted(await services.submit_task(db_session, registry, deliveries, data))
 
         body = data.model_dump(mode="json")
         return await idempotent(db_session, request, idempotency_key, body, create)
@@ -69,14 +64,14 @@ class TaskController(Controller):
         request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         registry: NamedDependency[Registry],
+        deliveries: NamedDependency[Deliveries],
         data: JSONBody[TaskBatch],
         idempotency_key: IdempotencyKeyHeader,
     ) -> Response[TaskBatchRead]:
         """Many tasks in one request and one transaction: the way to submit in bulk."""
 
         async def create() -> Response[TaskBatchRead]:
-            tasks = await services.submit_tasks(db_session, registry, data.tasks)
-            deliver_after_response(request, *tasks)
+            tasks = await services.submit_tasks(db_session, registry, deliveries, data.tasks)
             items = [TaskRead.model_validate(task) for task in tasks]
             return Response(TaskBatchRead(items=items), status_code=HTTP_202_ACCEPTED)
 
@@ -101,16 +96,7 @@ class TaskController(Controller):
     async def get_task(
         self, db_session: NamedDependency[AsyncSession], task_id: FromPath[uuid.UUID]
     ) -> TaskDetail:
-        task = await services.get_task(db_session, task_id)
-        history = await services.get_history(db_session, task_id)
-        children = await services.get_children(db_session, task_id)
-        return TaskDetail.model_validate(
-            {
-                **TaskRead.model_validate(task).model_dump(),
-                "history": [TaskEventRead.model_validate(event) for event in history],
-                "children": [TaskRead.model_validate(child) for child in children],
-            }
-        )
+        return TaskDetail.model_validate(await services.get_task_detail(db_session, task_id))
 
     @post("/{task_id:uuid}/cancel", status_code=HTTP_200_OK, responses=problems(404, 409))
     async def cancel_task(
@@ -121,33 +107,12 @@ class TaskController(Controller):
     @post("/{task_id:uuid}/retry", status_code=HTTP_202_ACCEPTED, responses=problems(404, 409))
     async def retry_task(
         self,
-        request: Request[Any, Any, Any],
         db_session: NamedDependency[AsyncSession],
         registry: NamedDependency[Registry],
+        deliveries: NamedDependency[Deliveries],
         task_id: FromPath[uuid.UUID],
     ) -> Response[TaskRead]:
-        task = await services.retry_task(db_session, registry, task_id)
-        deliver_after_response(request, task)
-        return _accepted(task)
-
-
-class LeadTaskController(Controller):
-    path = "/leads/{lead_id:uuid}/tasks"
-    tags = ["leads", "tasks"]
-
-    @get("/", responses=problems(400, 404, 422))
-    async def list_lead_tasks(
-        self,
-        db_session: NamedDependency[AsyncSession],
-        lead_id: FromPath[uuid.UUID],
-        cursor: Cursor = None,
-        limit: Limit = PAGE_SIZE_DEFAULT,
-    ) -> TaskPage:
-        await get_lead(db_session, lead_id)
-        tasks, next_cursor = await services.list_tasks(
-            db_session, services.TaskFilters(lead_id=lead_id), cursor, limit
-        )
-        return TaskPage(items=[TaskRead.model_validate(task) for task in tasks], next_cursor=next_cursor)
+        return _accepted(await services.retry_task(db_session, registry, deliveries, task_id))
 
 
 class JobTypeController(Controller):

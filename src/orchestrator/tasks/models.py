@@ -18,7 +18,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 from uuid_utils.compat import uuid7
 
 from orchestrator.db import Base, Timestamped, string_enum
@@ -48,6 +48,14 @@ class Task(Timestamped, Base):
     finished_at: Mapped[dt.datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
+
+    # Loaded only when asked for (selectinload): a lazy load would be hidden I/O in async code.
+    history: Mapped[list[TaskEvent]] = relationship(
+        order_by="TaskEvent.id", lazy="raise", viewonly=True
+    )
+    children: Mapped[list[Task]] = relationship(
+        order_by="Task.id", lazy="raise", viewonly=True
+    )
 
     __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from orchestrator.limits import BoundedJSON
+from orchestrator.json_bounds import BoundedJSON
 from orchestrator.tasks.status import TaskStatus
 
 

@@ -5,24 +5,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from orchestrator.errors import Conflict, NotFound, Unprocessable
-from orchestrator.leads.models import Lead
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
-from orchestrator.tasks.models import Task, TaskEvent
-from orchestrator.tasks.submit import record_task
+from orchestrator.tasks.models import Task
 
 if TYPE_CHECKING:
     import uuid
 
     from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.sql.elements import TextClause
 
-    from orchestrator.runner.registry import Registry
+    from orchestrator.job import Registry
+    from orchestrator.queue import Deliveries
     from orchestrator.tasks.schemas import TaskCreate
     from orchestrator.tasks.status import TaskStatus
+
+
+LEAD_KEY = "fk_tasks_lead_id_leads"
 
 
 @dataclass(frozen=True)
@@ -32,36 +36,38 @@ class TaskFilters:
     lead_id: uuid.UUID | None = None
 
 
-async def submit_task(session: AsyncSession, registry: Registry, data: TaskCreate) -> Task:
-    job_type = registry.get(data.type)
-    if job_type is None:
-        known = ", ".join(sorted(registry)) or "none"
-        raise Unprocessable(f"type: unknown job type {data.type!r}; known types: {known}", field="type")
+async def submit_task(
+    session: AsyncSession, registry: Registry, deliveries: Deliveries, data: TaskCreate
+) -> Task:
+    """Record a task whose payload its job type accepts; it is delivered once the caller commits."""
+    checked = registry.check(data.type, data.payload)
     try:
-        # exclude_unset: a field left out stays left out (PATCH-like payloads rely on it).
-        checked = job_type.payload.model_validate(data.payload, context={"job_types": registry})
-        payload = checked.model_dump(mode="json", exclude_unset=True)
-    except ValidationError as exc:
-        raise Unprocessable(f"payload: {_describe(exc)}", field="payload", errors=_errors(exc)) from None
-    if data.lead_id is not None and await session.get(Lead, data.lead_id) is None:
-        raise Unprocessable(f"lead_id: lead {data.lead_id} does not exist", field="lead_id")
-    return await record_task(
-        session,
-        type=data.type,
-        payload=payload,
-        max_attempts=data.max_attempts or job_type.retry.max_attempts,
-        lead_id=data.lead_id,
-        run_at=data.run_at,
-        timeout_s=data.timeout_s,
-    )
+        task = await transitions.record(
+            session,
+            type=data.type,
+            payload=checked.stored(),
+            max_attempts=data.max_attempts or checked.job_type.retry.max_attempts,
+            lead_id=data.lead_id,
+            run_at=data.run_at,
+            timeout_s=data.timeout_s,
+        )
+    except IntegrityError as exc:
+        # The foreign key decides, so a lead deleted a moment ago is refused too, never a 500.
+        if LEAD_KEY in str(exc.orig):
+            raise Unprocessable(f"lead_id: lead {data.lead_id} does not exist", field="lead_id") from None
+        raise
+    deliveries.add(task)
+    return task
 
 
-async def submit_tasks(session: AsyncSession, registry: Registry, batch: list[TaskCreate]) -> list[Task]:
+async def submit_tasks(
+    session: AsyncSession, registry: Registry, deliveries: Deliveries, batch: list[TaskCreate]
+) -> list[Task]:
     """All or none: the first invalid task refuses the batch, naming its index."""
     tasks = []
     for index, data in enumerate(batch):
         try:
-            tasks.append(await submit_task(session, registry, data))
+            tasks.append(await submit_task(session, registry, deliveries, data))
         except Unprocessable as exc:
             field = f"tasks[{index}].{exc.extra.pop('field', '')}".rstrip(".")
             raise Unprocessable(f"tasks[{index}].{exc.detail}", field=field, **exc.extra) from None
@@ -75,15 +81,17 @@ async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
     return task
 
 
-async def get_history(session: AsyncSession, task_id: uuid.UUID) -> list[TaskEvent]:
-    query = select(TaskEvent).where(TaskEvent.task_id == task_id).order_by(TaskEvent.id)
-    return list((await session.scalars(query)).all())
-
-
-async def get_children(session: AsyncSession, task_id: uuid.UUID) -> list[Task]:
-    return list(
-        (await session.scalars(select(Task).where(Task.parent_id == task_id).order_by(Task.id))).all()
+async def get_task_detail(session: AsyncSession, task_id: uuid.UUID) -> Task:
+    """The task with its history and its children (a workflow's steps) loaded."""
+    query = (
+        select(Task)
+        .where(Task.id == task_id)
+        .options(selectinload(Task.history), selectinload(Task.children))
     )
+    task = await session.scalar(query)
+    if task is None:
+        raise NotFound(f"Task {task_id} does not exist")
+    return task
 
 
 async def list_tasks(
@@ -101,35 +109,26 @@ async def list_tasks(
 
 async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
     """PENDING | RETRY | PROCESSING -> CANCELLED; a running handler stops at its next heartbeat."""
-    moved = await transitions.move(session, transitions.CANCEL, task_id, detail={"by": "api"})
-    return await _reloaded(session, task_id, moved, "cancel")
+    return await _move(session, transitions.CANCEL, task_id, "cancel")
 
 
-async def retry_task(session: AsyncSession, registry: Registry, task_id: uuid.UUID) -> Task:
+async def retry_task(
+    session: AsyncSession, registry: Registry, deliveries: Deliveries, task_id: uuid.UUID
+) -> Task:
     """FAILED | CANCELLED -> PENDING with a fresh set of the job type's attempts."""
-    task = await get_task(session, task_id)
-    job_type = registry.get(task.type)
+    job_type = registry.get((await get_task(session, task_id)).type)
     fresh = job_type.retry.max_attempts if job_type is not None else 1
-    moved = await transitions.move(
-        session, transitions.REQUEUE, task_id, detail={"by": "api"}, fresh_attempts=fresh
-    )
-    return await _reloaded(session, task_id, moved, "retry")
+    task = await _move(session, transitions.REQUEUE, task_id, "retry", fresh_attempts=fresh)
+    deliveries.add(task)
+    return task
 
 
-async def _reloaded(session: AsyncSession, task_id: uuid.UUID, moved: Any, action: str) -> Task:
+async def _move(
+    session: AsyncSession, statement: TextClause, task_id: uuid.UUID, action: str, **params: Any
+) -> Task:
+    moved = await transitions.move(session, statement, task_id, detail={"by": "api"}, **params)
     task = await get_task(session, task_id)
     await session.refresh(task)
     if moved is None:
         raise Conflict(f"Cannot {action} a task that is {task.status}", current_status=task.status.value)
     return task
-
-
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
-
-
-def _errors(exc: ValidationError) -> list[dict[str, str]]:
-    return [
-        {"field": ".".join(("payload", *map(str, e["loc"]))), "message": e["msg"], "in": "body"}
-        for e in exc.errors()
-    ]

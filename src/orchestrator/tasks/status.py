@@ -16,7 +16,8 @@ class TaskStatus(StrEnum):
 
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
-# to-status -> the statuses it may be entered from; every guarded UPDATE uses this.
+# to-status -> the statuses it may be entered from: the state machine that the statements of
+# tasks/transitions.py implement, each one checked against it by tests/integration/test_transitions.py.
 ALLOWED_FROM: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PROCESSING: frozenset({TaskStatus.PENDING, TaskStatus.RETRY}),
     TaskStatus.COMPLETED: frozenset({TaskStatus.PROCESSING}),

@@ -1,22 +1,27 @@
-"""Every status change of a task: one guarded UPDATE plus its task_events row, in one statement.
+"""Every status change of a task, each one explicit SQL statement.
 
-Each statement locks the row, checks the status it may leave (and, for a worker, the attempt
-it claimed) in its WHERE, and appends the history row in the same statement. A duplicate, late
-or zombie delivery therefore updates nothing and gets no row back.
+Each statement names the transition it performs, checks in its WHERE the statuses it may leave
+(and, for a worker, the attempt it holds), and appends its task_events row in the same statement.
+A duplicate, late or zombie delivery therefore updates nothing and gets no row back.
+`status.ALLOWED_FROM` is the state machine these statements implement; a test runs every
+statement from every status and checks it against that table.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import Double, bindparam, select, text
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
+from uuid_utils.compat import uuid7
 
+from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TaskStatus
 
 if TYPE_CHECKING:
+    import datetime as dt
     import uuid
 
     from sqlalchemy.engine import Row
@@ -57,68 +62,161 @@ class Moved:
         )
 
 
-@dataclass(frozen=True)
-class Transition:
-    """One guarded statement: `to` from any of `allowed`, plus `set_clause` and an extra `guard`."""
-
-    to: TaskStatus
-    allowed: frozenset[TaskStatus]
-    set_clause: str
-    guard: str = ""
-
-    @cached_property
-    def statement(self) -> TextClause:
-        return text(f"""
-            WITH moved AS (
-                UPDATE tasks AS t SET status = :to, updated_at = now(), {self.set_clause}
-                FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
-                WHERE t.id = old.id AND t.status = ANY(:allowed) {self.guard}
-                RETURNING t.id, t.type, t.status, old.status AS from_status, t.payload, t.attempts,
-                          t.max_attempts, t.timeout_s, t.lead_id, t.parent_id
-            ), event AS (
-                INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
-                SELECT id, from_status, status, attempts, :worker, CAST(:detail AS JSONB) FROM moved
-            )
-            SELECT * FROM moved
-        """)  # noqa: S608  (fragments are constants of this module)
+# What every single-task transition returns: the task as it left it, and the status it had.
+_MOVED = """t.id, t.type, t.status, old.status AS from_status, t.payload, t.attempts, t.max_attempts,
+              t.timeout_s, t.lead_id, t.parent_id"""
 
 
-P, R, X = TaskStatus.PENDING, TaskStatus.RETRY, TaskStatus.PROCESSING
-MINE = "AND t.attempts = :attempt"  # only the worker holding this attempt; a zombie matches nothing
+def _with_event(update: str) -> TextClause:
+    """`update` (an UPDATE of one task) returning the task as it left it, and its task_events row,
+    in one statement."""
+    return text(f"""
+        WITH moved AS ({update}
+            RETURNING {_MOVED}
+        ), event AS (
+            INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
+            SELECT id, from_status, status, attempts, :worker, CAST(:detail AS JSONB) FROM moved
+        )
+        SELECT * FROM moved
+    """)  # noqa: S608  (both fragments are constants of this module)
 
-# PROCESSING -> RETRY: due again after the backoff.
-RETRY = Transition(
-    R,
-    frozenset({X}),
-    "error = :error, run_at = now() + make_interval(secs => :delay_s), lease_until = NULL",
-    MINE,
+
+# (none) -> PENDING: the task row and its first event in one statement, one round trip.
+RECORD = select(Task).from_statement(
+    text(
+        """
+        WITH task AS (
+            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
+                               timeout_s, run_at)
+            VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :timeout_s,
+                    coalesce(:run_at, now()))
+            RETURNING *
+        ), event AS (
+            INSERT INTO task_events (task_id, from_status, to_status, attempt)
+            SELECT id, NULL, 'PENDING', 0 FROM task
+        )
+        SELECT * FROM task
+        """
+    )
+    .bindparams(
+        bindparam("payload", type_=JSONB),
+        bindparam("run_at", type_=TIMESTAMP(timezone=True)),
+        bindparam("timeout_s", type_=Double),
+    )
+    .columns(*Task.__table__.columns)
 )
+
+# PROCESSING -> RETRY: the attempt failed and another is left; due again after the backoff.
+RETRY = _with_event("""
+    UPDATE tasks AS t SET status = 'RETRY', updated_at = now(), error = :error,
+        run_at = now() + make_interval(secs => :delay_s), lease_until = NULL
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
+
 # PROCESSING -> FAILED: attempts exhausted, or a permanent error.
-FAIL = Transition(
-    TaskStatus.FAILED, frozenset({X}), "error = :error, finished_at = now(), lease_until = NULL", MINE
-)
+FAIL = _with_event("""
+    UPDATE tasks AS t SET status = 'FAILED', updated_at = now(), error = :error, finished_at = now(),
+        lease_until = NULL
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
+
 # PROCESSING -> PENDING: a worker shutting down hands its task back; the attempt is not counted.
-RELEASE = Transition(
-    P, frozenset({X}), "attempts = t.attempts - 1, run_at = now(), lease_until = NULL, worker_id = NULL", MINE
-)
+RELEASE = _with_event("""
+    UPDATE tasks AS t SET status = 'PENDING', updated_at = now(), attempts = t.attempts - 1,
+        run_at = now(), lease_until = NULL, worker_id = NULL
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
+
 # PROCESSING -> PENDING: a workflow waits for its step. The run is counted in attempts and the
 # budget grows by one, so waiting never exhausts it; due after :delay_s, or when the step ends.
-SUSPEND = Transition(
-    P,
-    frozenset({X}),
-    "max_attempts = t.max_attempts + 1, run_at = now() + make_interval(secs => :delay_s),"
-    " lease_until = NULL, worker_id = NULL",
-    MINE,
-)
+SUSPEND = _with_event("""
+    UPDATE tasks AS t SET status = 'PENDING', updated_at = now(), max_attempts = t.max_attempts + 1,
+        run_at = now() + make_interval(secs => :delay_s), lease_until = NULL, worker_id = NULL
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
+
 # PENDING | RETRY | PROCESSING -> CANCELLED: a running handler sees it at its next heartbeat.
-CANCEL = Transition(TaskStatus.CANCELLED, frozenset({P, R, X}), "finished_at = now(), lease_until = NULL")
+CANCEL = _with_event("""
+    UPDATE tasks AS t SET status = 'CANCELLED', updated_at = now(), finished_at = now(), lease_until = NULL
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    WHERE t.id = old.id AND t.status IN ('PENDING', 'RETRY', 'PROCESSING')""")
+
 # FAILED | CANCELLED -> PENDING: a manual retry, with a fresh set of attempts.
-REQUEUE = Transition(
-    P,
-    frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED}),
-    "max_attempts = t.attempts + :fresh_attempts, run_at = now(), error = NULL, finished_at = NULL,"
-    " result = NULL, lease_until = NULL, worker_id = NULL",
+REQUEUE = _with_event("""
+    UPDATE tasks AS t SET status = 'PENDING', updated_at = now(),
+        max_attempts = t.attempts + :fresh_attempts, run_at = now(), error = NULL, finished_at = NULL,
+        result = NULL, lease_until = NULL, worker_id = NULL
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    WHERE t.id = old.id AND t.status IN ('FAILED', 'CANCELLED')""")
+
+# PROCESSING -> RETRY | FAILED for every task whose worker stopped renewing its lease (killed,
+# frozen, partitioned): FAILED when that was its last attempt. The guard is the expired lease; a
+# worker that comes back finds its attempt no longer PROCESSING and writes nothing.
+EXPIRE_LEASES = text(
+    """
+    WITH moved AS (
+        UPDATE tasks AS t
+        SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'FAILED' ELSE 'RETRY' END,
+            error = 'worker lost: lease expired at ' || t.lease_until::text,
+            finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
+            run_at = now(), lease_until = NULL, updated_at = now()
+        WHERE t.status = 'PROCESSING' AND t.lease_until < now()
+        RETURNING t.id, t.status, t.attempts, t.worker_id
+    ), event AS (
+        INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
+        SELECT id, 'PROCESSING', status, attempts, worker_id, '{"error": "lease expired"}'::jsonb FROM moved
+    )
+    SELECT id, attempts FROM moved WHERE status = 'RETRY'
+    """
 )
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    type: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    lead_id: uuid.UUID | None = None,
+    parent_id: uuid.UUID | None = None,
+    run_at: dt.datetime | None = None,
+    timeout_s: float | None = None,
+) -> Task:
+    """A new PENDING task and its first event, in the session's transaction; the caller commits."""
+    params = {
+        "id": uuid7(),
+        "type": type,
+        "payload": payload,
+        "max_attempts": max_attempts,
+        "lead_id": lead_id,
+        "parent_id": parent_id,
+        "timeout_s": timeout_s,
+        "run_at": run_at,
+    }
+    task: Task = (await session.scalars(RECORD, params)).one()
+    return task
+
+
+async def move(
+    db: Executor,
+    statement: TextClause,
+    task_id: uuid.UUID,
+    *,
+    worker: str | None = None,
+    detail: dict[str, Any] | None = None,
+    **params: Any,
+) -> Moved | None:
+    """Run one single-task transition statement; None when its guard refused it."""
+    values = {"id": task_id, "worker": worker, "detail": json.dumps(detail) if detail is not None else None}
+    row = (await db.execute(statement, values | params)).first()
+    return Moved.from_row(row) if row is not None else None
+
+
+async def expire_leases(db: Executor) -> list[tuple[uuid.UUID, int]]:
+    """Expire every lost lease; (task id, attempts) of those that will run again."""
+    return [(row.id, row.attempts) for row in await db.execute(EXPIRE_LEASES)]
+
+
 # No status change: the worker holding this attempt renews its lease. No row back means the
 # task was cancelled or presumed lost, and the handler must stop.
 HEARTBEAT = text(
@@ -195,32 +293,6 @@ async def complete_many(db: Executor, done: list[tuple[uuid.UUID, int, str]], wo
     }
     moved = {row.id for row in await db.execute(COMPLETE_MANY, params)}
     return [task_id in moved for task_id, _, _ in done]
-
-
-async def move(
-    db: Executor,
-    transition: Transition,
-    task_id: uuid.UUID,
-    *,
-    worker: str | None = None,
-    detail: dict[str, Any] | None = None,
-    **params: Any,
-) -> Moved | None:
-    """Run one transition statement; None when the guard refused it."""
-    row = (
-        await db.execute(
-            transition.statement,
-            {
-                "id": task_id,
-                "to": transition.to.value,
-                "allowed": [status.value for status in transition.allowed],
-                "worker": worker,
-                "detail": json.dumps(detail) if detail is not None else None,
-                **params,
-            },
-        )
-    ).first()
-    return Moved.from_row(row) if row is not None else None
 
 
 # A waiting PENDING task (a workflow) becomes due now: one of its steps has ended.

@@ -12,9 +12,10 @@ from sqlalchemy.engine import make_url
 
 from orchestrator.auth.keys import create_key, find_caller, list_keys, revoke_key
 from orchestrator.auth.models import Scope
+from orchestrator.cli.startup import check_database, load_settings
 from orchestrator.db import in_transaction
 from orchestrator.errors import DomainError, NotFound
-from orchestrator.settings import get_settings
+from orchestrator.schema import migrate_to_head
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -71,10 +72,11 @@ def revoke(name_or_id: str) -> None:
 
 def _in_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` against DATABASE_URL, or the embedded database `up` made under DATA_DIR."""
-    from orchestrator.cli import migrate_to_head
     from orchestrator.embedded import embedded_database
 
-    settings = get_settings()
+    settings = load_settings()
+    if settings.database_url is not None:
+        check_database(settings, migrated=True)
     with contextlib.ExitStack() as stack:
         try:
             # Never a key in a new local database that no service reads.

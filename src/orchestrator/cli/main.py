@@ -1,0 +1,20 @@
+"""The `orchestrator` group: logging set up once, then one of its commands."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.apikeys import apikey
+from orchestrator.cli.service import api, migrate, up, worker
+from orchestrator.logs import configure_logging
+from orchestrator.settings import get_settings
+
+
+@click.group()
+def main() -> None:
+    """orchestrator: leads and durable jobs over HTTP."""
+    configure_logging(get_settings().log_level)
+
+
+for command in (up, api, worker, migrate, apikey):
+    main.add_command(command)

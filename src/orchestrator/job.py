@@ -1,0 +1,182 @@
+"""The job authors' API: what a module in `jobs/` declares, what its handler gets, and how the
+service finds it. A job module imports these names from here and nothing from the runner.
+
+    job = JobType(name="greet", payload=GreetPayload, handler=handle, retry=RetryPolicy(max_attempts=5))
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import PermanentError, Unprocessable
+
+if TYPE_CHECKING:
+    import logging
+    import uuid
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
+
+    import httpx
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+    from orchestrator.queue import Deliverable
+    from orchestrator.settings import Settings
+
+__all__ = [
+    "CheckedPayload",
+    "JobContext",
+    "JobType",
+    "PermanentError",
+    "Registry",
+    "RetryPolicy",
+    "Suspend",
+    "discover",
+]
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class Suspend(Exception):
+    """Raise from a handler to end this run without counting it and run again after `delay_s`, or
+    as soon as one of the task's children ends (a workflow waiting for its step)."""
+
+    def __init__(self, reason: str, delay_s: float, deliver: Sequence[Deliverable] = ()) -> None:
+        super().__init__(reason)
+        self.reason, self.delay_s, self.deliver = reason, delay_s, deliver
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+    def delay_s(self, attempt: int) -> float:
+        """Exponential backoff with "equal jitter": never zero, never above the cap."""
+        ceiling = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** max(attempt - 1, 0))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311  (jitter, not crypto)
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a handler gets besides its payload."""
+
+    task_id: uuid.UUID
+    attempt: int
+    lead_id: uuid.UUID | None
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+    logger: logging.LoggerAdapter[logging.Logger]
+    http: httpx.AsyncClient
+    deliver: Callable[[Sequence[Deliverable]], Awaitable[None]]
+    """Enqueue tasks the handler recorded (in a transaction it has committed)."""
+    job_types: Registry
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of one task: give it to remotes so a retry is not a second effect."""
+        return f"task-{self.task_id}"
+
+
+@dataclass(frozen=True)
+class JobType(Generic[P]):
+    """Declare one as `job = JobType(...)` in a module of `jobs/`; `discover` finds it."""
+
+    name: str
+    payload: type[P]
+    handler: Callable[[JobContext, P], Coroutine[Any, Any, dict[str, Any] | None]]
+    description: str = ""
+    timeout_s: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "payload_schema": self.payload.model_json_schema(),
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.retry.max_attempts,
+            "backoff_base_s": self.retry.backoff_base_s,
+            "backoff_max_s": self.retry.backoff_max_s,
+        }
+
+
+class Registry:
+    """The job types by name. A plain class rather than a dict so that Litestar, which validates
+    injected dependencies, treats it as one opaque object."""
+
+    def __init__(self, types: dict[str, JobType[Any]]) -> None:
+        self._types = types
+
+    def get(self, name: str) -> JobType[Any] | None:
+        return self._types.get(name)
+
+    def __getitem__(self, name: str) -> JobType[Any]:
+        return self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def job_type(self, name: str) -> JobType[Any]:
+        """The type called `name`; Unprocessable naming the known ones otherwise."""
+        job_type = self._types.get(name)
+        if job_type is None:
+            known = ", ".join(sorted(self._types)) or "none"
+            raise Unprocessable(f"type: unknown job type {name!r}; known types: {known}", field="type")
+        return job_type
+
+    def check(self, name: str, payload: dict[str, Any]) -> CheckedPayload:
+        """`payload` as the type's model accepts it: the one check of a payload, made at submit
+        time, by the worker and for every workflow step. Unprocessable naming each bad field."""
+        job_type = self.job_type(name)
+        try:
+            model = job_type.payload.model_validate(payload, context={"job_types": self})
+        except ValidationError as exc:
+            raise Unprocessable(f"payload: {_describe(exc)}", field="payload", errors=_errors(exc)) from None
+        return CheckedPayload(job_type, model)
+
+
+@dataclass(frozen=True)
+class CheckedPayload:
+    job_type: JobType[Any]
+    model: BaseModel
+
+    def stored(self) -> dict[str, Any]:
+        """What the task row keeps. exclude_unset: a field left out stays left out (PATCH-like
+        payloads rely on it)."""
+        return self.model.model_dump(mode="json", exclude_unset=True)
+
+
+def discover(packages: Iterable[str]) -> Registry:
+    """Import every module of each package and collect its module-level `job`."""
+    found: dict[str, JobType[Any]] = {}
+    for package_name in packages:
+        package = importlib.import_module(package_name)
+        for module_info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package_name}.{module_info.name}")
+            job = getattr(module, "job", None)
+            if not isinstance(job, JobType):
+                continue
+            if job.name in found:
+                raise RuntimeError(f"job type {job.name!r} is declared twice ({module.__name__})")
+            found[job.name] = job
+    return Registry(found)
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'payload'}: {e['msg']}" for e in exc.errors())
+
+
+def _errors(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(("payload", *map(str, e["loc"]))), "message": e["msg"], "in": "body"}
+        for e in exc.errors()
+    ]

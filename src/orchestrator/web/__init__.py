@@ -1,0 +1,1 @@
+"""HTTP plumbing the controllers share: problem+json answers, idempotent POSTs, delivery after commit."""
