@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -31,14 +30,14 @@ import asyncpg
 import httpx
 import uvloop
 from saq import Worker
-from sqlalchemy.engine import make_url
 
 from load import LOAD_RATE_LIMIT
+from load.databases import migrated_database
+from load.service import Service, free_port
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
-from orchestrator.embedded import embedded_postgres, embedded_redis
+from orchestrator.embedded import embedded_services
 from orchestrator.queue import make_queue
-from orchestrator.schema import migrate_to_head
 from orchestrator.settings import Settings
 
 
@@ -130,25 +129,24 @@ async def bench_orchestrator(
     env: dict[str, str], database_url: str, args: argparse.Namespace, log_dir: Path
 ) -> dict[str, Any]:
     api_key = await issue_key(Settings(database_url=database_url), "bench", Scope.WRITE, LOAD_RATE_LIMIT)
-    port = 8765
-    processes = [
-        _start(["api", "--workers", str(args.api_workers), "--port", str(port)], env, log_dir / "api.log"),
-        _start(
-            ["worker", "--processes", str(args.processes), "--concurrency", str(args.concurrency)],
-            env,
-            log_dir / "worker.log",
-        ),
-    ]
+    port = free_port()
+    api = Service(
+        ["api", "--workers", str(args.api_workers), "--port", str(port)], env, log_dir / "api.log", port
+    )
+    worker_args = ["worker", "--processes", str(args.processes), "--concurrency", str(args.concurrency)]
+    services = [api, Service(worker_args, env, log_dir / "worker.log")]
+    for service in services:
+        service.start()
     db = await asyncpg.connect(database_url)
     limits = httpx.Limits(max_connections=args.http_concurrency)
     try:
         async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}",
+            base_url=api.base_url,
             limits=limits,
             timeout=30,
             headers={"Authorization": f"Bearer {api_key}"},
         ) as client:
-            await _wait_ready(client)
+            await api.wait_ready(timeout_s=120)
             await submit_all(port, api_key, 100, 10)  # warm-up: connections, prepared statements
             await asyncio.sleep(2)
 
@@ -176,11 +174,10 @@ async def bench_orchestrator(
             )
     finally:
         await db.close()
-        for process in processes:
-            process.terminate()
-        for process in processes:
+        for service in services:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(30)
+                service.stop()
+            service.kill_leftovers()
     end_to_end = sorted(float(row["s"]) for row in rows)
     return {
         "throughput": args.tasks / (finished - started),
@@ -196,38 +193,13 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        command = [sys.executable, "-m", "orchestrator", *args]
-        return subprocess.Popen(command, env=env, stdout=out, stderr=out)
-
-
-async def _wait_ready(client: httpx.AsyncClient) -> None:
-    async with asyncio.timeout(120):
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/ready")).status_code == 200:
-                    return
-            await asyncio.sleep(0.3)
-
-
 async def main(args: argparse.Namespace) -> None:
-    settings = Settings()
     with (
         tempfile.TemporaryDirectory(prefix="orchestrator-bench-") as scratch,
-        contextlib.ExitStack() as stack,
+        embedded_services(Settings(data_dir=Path(scratch))) as servers,
     ):
-        root = Path(scratch)
-        postgres = settings.database_url or stack.enter_context(embedded_postgres(root / "pg", "postgres"))
-        redis_url = settings.redis_url or stack.enter_context(embedded_redis(root / "redis"))
-        admin = make_url(postgres.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
-        name = f"orchestrator_bench_{uuid.uuid4().hex[:8]}"
-        connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
-        await connection.execute(f'CREATE DATABASE "{name}"')
-        await connection.close()
-        database_url = admin.set(database=name).render_as_string(hide_password=False)
-        try:
-            await asyncio.to_thread(migrate_to_head, Settings(database_url=database_url))
+        redis_url = str(servers.redis_url)
+        async with migrated_database(str(servers.database_url), "orchestrator_bench") as database_url:
             env = os.environ | {
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,
@@ -235,11 +207,7 @@ async def main(args: argparse.Namespace) -> None:
                 "LOG_LEVEL": "WARNING",
             }
             raw = await bench_raw_saq(redis_url, args.tasks, args.processes, args.concurrency)
-            ours = await bench_orchestrator(env, database_url, args, root)
-        finally:
-            connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await connection.close()
+            ours = await bench_orchestrator(env, database_url, args, Path(scratch))
     report(args, raw, ours)
 
 

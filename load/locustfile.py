@@ -7,8 +7,8 @@ exactly what every read (and, afterwards, PostgreSQL) must show; a difference is
 naming the lead. Jobs that rewrite a lead get a lead of their own. Connection errors (a
 restart window) are retried with the same Idempotency-Key and reported as such.
 
-Options on top of Locust's: --ledger FILE (record acknowledged writes for load/verify.py),
---think-time MIN:MAX, --task-timeout S, --retry-window S, --summary-json FILE.
+Options on top of Locust's (load/options.py): --ledger FILE (record acknowledged writes for
+load/verify.py), --think-time MIN:MAX, --task-timeout S, --retry-window S, --summary-json FILE.
 Weights: LOAD_WEIGHTS="put_lead=5,workflow=0" (names as in WEIGHTS). Tags: leads, tasks and
 one per job type, e.g. `--tags leads` or `--exclude-tags workflow`.
 """
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust import FastHttpUser, events, tag, task
-from locust.stats import StatsEntry
 
-from load import API_KEY_ENV, OLD_PROFILE_THINK_TIME
-from load.ledger import WRITTEN, LedgerWriter, differences
+from load.ledger import WRITTEN, differences
+from load.locust_summary import CONNECTION_ERROR, summarise
+from load.options import Run, add_options
 from orchestrator.tasks.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from locust.contrib.fasthttp import ResponseContextManager
     from locust.env import Environment
 
-CONNECTION_ERROR = "connection error"
 STATUSES = ("new", "contacted", "qualified", "unqualified", "converted", "lost")
 
 WEIGHTS = {
@@ -60,27 +59,7 @@ for _item in filter(None, os.environ.get("LOAD_WEIGHTS", "").replace(" ", "").sp
     WEIGHTS[_name] = int(_value)
 
 
-@events.init_command_line_parser.add_listener
-def _options(parser: Any) -> None:
-    parser.add_argument("--ledger", default="", help="Append acknowledged writes here (JSON lines)")
-    parser.add_argument("--summary-json", default="", help="Write the run's figures here at exit")
-    parser.add_argument(
-        "--think-time", default=OLD_PROFILE_THINK_TIME, help="MIN:MAX seconds between actions"
-    )
-    parser.add_argument("--task-timeout", type=float, default=90.0, help="Seconds a task may take")
-    parser.add_argument("--retry-window", type=float, default=90.0, help="Seconds to retry connection errors")
-    parser.add_argument(
-        "--api-key", env_var=API_KEY_ENV, default="", help=f"A write key (better: set {API_KEY_ENV})"
-    )
-
-
-class Run:
-    """Per-process state set once at init: options and the ledger."""
-
-    ledger: LedgerWriter | None = None
-    think: tuple[float, float] = (0.0, 0.0)
-    task_timeout_s = 90.0
-    retry_window_s = 90.0
+events.init_command_line_parser.add_listener(add_options)
 
 
 @events.init.add_listener
@@ -88,11 +67,7 @@ def _init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:
         return
-    low, _, high = options.think_time.partition(":")
-    Run.think = (float(low), float(high or low))
-    Run.task_timeout_s, Run.retry_window_s = options.task_timeout, options.retry_window
-    if options.ledger:
-        Run.ledger = LedgerWriter(Path(options.ledger))
+    Run.configure(options)
     if options.api_key:
         Integrator.default_headers = {"Authorization": f"Bearer {options.api_key}"}
 
@@ -443,59 +418,3 @@ def _write_summary(environment: Environment, **_: Any) -> None:
     if options is None or not options.summary_json:
         return
     Path(options.summary_json).write_text(json.dumps(summarise(environment), indent=2), encoding="utf-8")
-
-
-def summarise(environment: Environment) -> dict[str, Any]:
-    """HTTP figures (the TASK lines excluded), task figures, and every failure by kind."""
-    stats = environment.stats
-    http = StatsEntry(stats, "HTTP", "")
-    tasks = StatsEntry(stats, "TASK", "")
-    for entry in stats.entries.values():
-        (tasks if entry.method == "TASK" else http).extend(entry)
-    failures: dict[str, int] = {}
-    connection_errors = 0
-    for error in stats.errors.values():
-        text = str(error.error)
-        if CONNECTION_ERROR in text:
-            connection_errors += error.occurrences
-        kind = (
-            "connection"
-            if CONNECTION_ERROR in text
-            else "mismatch"
-            if "mismatch" in text
-            else "task"
-            if error.method == "TASK"
-            else "status"
-        )
-        failures[kind] = failures.get(kind, 0) + error.occurrences
-    seconds = max(http.last_request_timestamp - http.start_time, 1e-9) if http.last_request_timestamp else 0
-    return {
-        "http": figures(http) | {"rps": http.num_requests / seconds if seconds else 0.0, "seconds": seconds},
-        "tasks": figures(tasks),
-        "connection_errors": connection_errors,
-        "failures_by_kind": failures,
-        "errors": [
-            {"method": e.method, "name": e.name, "error": str(e.error), "count": e.occurrences}
-            for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)[:50]
-        ],
-        "by_name": {
-            f"{e.method} {e.name}": {"requests": e.num_requests, "failures": e.num_failures, **percentiles(e)}
-            for e in stats.entries.values()
-        },
-    }
-
-
-def figures(entry: StatsEntry) -> dict[str, Any]:
-    return {
-        "requests": entry.num_requests,
-        "failures": entry.num_failures,
-        "avg_ms": entry.avg_response_time,
-        "max_ms": entry.max_response_time,
-        **percentiles(entry),
-    }
-
-
-def percentiles(entry: StatsEntry) -> dict[str, float]:
-    if not entry.num_requests:
-        return {"p50_ms": 0, "p95_ms": 0, "p99_ms": 0}
-    return {f"p{p}_ms": entry.get_response_time_percentile(p / 100) for p in (50, 95, 99)}

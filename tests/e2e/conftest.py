@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from load.service import Service, free_port
-from orchestrator.tasks.status import TERMINAL_STATUSES
-from tests.conftest import TEST_RATE_LIMIT, app_client, settings_env
+from tests.helpers import TEST_RATE_LIMIT, app_client, settings_env
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from pathlib import Path
 
     from litestar import Litestar
@@ -115,26 +113,13 @@ def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("outbox")
 
 
+@pytest.fixture
+def markers(tmp_path: Path) -> Path:
+    """A folder for the `flaky` job's marker files: one per attempt started or cancelled."""
+    return tmp_path
+
+
 @pytest.fixture(scope="module")
 async def api(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
     async with app_client(settings, api_key) as client:
         yield client
-
-
-async def wait_for(
-    client: AsyncTestClient[Any],
-    task_id: str,
-    statuses: Collection[str] = TERMINAL_STATUSES,
-    timeout_s: float = 30.0,
-) -> dict[str, Any]:
-    """Poll GET /tasks/{id} until its status is one of `statuses`."""
-    task: dict[str, Any] = {}
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                task = (await client.get(f"/tasks/{task_id}")).json()
-                if task["status"] in statuses:
-                    return task
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"task {task_id} never reached {statuses}: {task}") from None

@@ -7,8 +7,8 @@ import signal
 import httpx
 import pytest
 
-from tests.conftest import bearer
 from tests.factories import lead_body
+from tests.helpers import bearer
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])

@@ -8,7 +8,7 @@ from collections import Counter
 
 import httpx
 
-from tests.conftest import bearer
+from tests.helpers import bearer
 
 
 def unique(prefix: str) -> str:

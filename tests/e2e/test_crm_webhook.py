@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from orchestrator.leads.crm_sync import SIGNATURE_HEADER
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_runner import submit
+from tests.helpers import submit, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -14,8 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from load.service import free_port
 from orchestrator.queue import make_queue
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_runner import submit
+from tests.helpers import submit, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -8,8 +8,7 @@ from email import policy
 
 import pytest
 
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_runner import submit
+from tests.helpers import submit, wait_for
 
 pytestmark = pytest.mark.usefixtures("workers")
 

@@ -6,8 +6,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_runner import submit
+from tests.helpers import submit, wait_for
 
 pytestmark = pytest.mark.usefixtures("workers")
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import create_database, drop_database
+from load.databases import create_database, drop_database
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -22,9 +22,8 @@ from orchestrator.auth.models import Scope
 from orchestrator.embedded import embedded_postgres, embedded_redis
 from orchestrator.schema import migrate_to_head
 from orchestrator.settings import Settings
-from tests.conftest import bearer
-from tests.e2e.conftest import wait_for
 from tests.factories import lead_body
+from tests.helpers import bearer, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

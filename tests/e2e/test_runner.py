@@ -7,41 +7,14 @@ import datetime as dt
 import os
 import signal
 import uuid
-from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
 
 from orchestrator.queue import make_queue
-from tests.deliveries import dequeued_unclaimed
-from tests.e2e.conftest import wait_for
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
+from tests.helpers import dequeued_unclaimed, runs, submit, transitions, wait_for
 
 pytestmark = pytest.mark.usefixtures("workers")
-
-
-@pytest.fixture
-def markers(tmp_path) -> Path:
-    return tmp_path
-
-
-def runs(markers: Path, task_id: str, suffix: str = "started") -> list[int]:
-    """The attempts whose handler started (or was cancelled), from the side-effect files."""
-    return sorted(int(path.name.split(".")[1]) for path in markers.glob(f"{task_id}.*.{suffix}"))
-
-
-async def submit(api, type_: str = "noop", payload: dict[str, Any] | None = None, **fields: Any) -> str:
-    response = await api.post("/tasks", json={"type": type_, "payload": payload or {}, **fields})
-    assert response.status_code == 202, response.text
-    assert response.headers["location"] == f"/tasks/{response.json()['id']}"
-    return str(response.json()["id"])
-
-
-def transitions(task: dict[str, Any]) -> list[tuple[str | None, str]]:
-    return [(event["from_status"], event["to_status"]) for event in task["history"]]
 
 
 async def test_submitted_task_completes_with_its_whole_history(api):

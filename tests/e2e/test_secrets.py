@@ -11,8 +11,8 @@ from load.service import Service, free_port
 from orchestrator.auth.keys import issue_key, revoke_key
 from orchestrator.auth.models import Scope
 from orchestrator.db import in_transaction
-from tests.conftest import bearer, settings_env
 from tests.factories import lead_body
+from tests.helpers import bearer, settings_env
 
 SECRETS = {
     "db": "pw-db-5e4c1a",

@@ -9,8 +9,8 @@ import httpx
 import psutil
 
 from load.service import Service, free_port
-from tests.conftest import bearer
 from tests.factories import lead_body
+from tests.helpers import bearer
 
 
 def _processes_using(path: str) -> list[psutil.Process]:
@@ -24,7 +24,13 @@ def _processes_using(path: str) -> list[psutil.Process]:
 async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env, services, apikey, tmp_path):
     data_dir = tmp_path / "data"
     port = free_port()
-    env = service_env | {"DATA_DIR": str(data_dir), "API_PORT": str(port)}
+    # Blank URLs, as a copied .env may hold them, mean unset: embedded servers.
+    env = service_env | {
+        "DATA_DIR": str(data_dir),
+        "API_PORT": str(port),
+        "DATABASE_URL": "",
+        "REDIS_URL": "",
+    }
     up = Service(["up", "--workers", "1"], env, tmp_path / "up.log", port)
     services.append(up)
 

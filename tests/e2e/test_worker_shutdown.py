@@ -7,9 +7,7 @@ import re
 import signal
 
 from load.service import Service
-from tests.conftest import settings_env
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_runner import runs, submit, transitions
+from tests.helpers import runs, settings_env, submit, transitions, wait_for
 
 
 async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, settings, tmp_path):

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import wait_for
-from tests.e2e.test_runner import runs, submit, transitions
+from tests.helpers import runs, submit, transitions, wait_for
 
 pytestmark = pytest.mark.usefixtures("workers")
 
@@ -94,8 +93,3 @@ async def test_bad_workflows_are_refused_at_submit(api, payload, message):
     response = await api.post("/tasks", json={"type": "workflow_execute", "payload": payload})
     assert response.status_code == 422
     assert message in response.json()["detail"]
-
-
-@pytest.fixture
-def markers(tmp_path):
-    return tmp_path

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.db import in_transaction
-from tests.conftest import app_client
+from tests.helpers import app_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

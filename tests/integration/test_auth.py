@@ -14,8 +14,8 @@ from orchestrator.app import create_app
 from orchestrator.auth.keys import create_key, find_caller, issue_key, list_keys, revoke_key
 from orchestrator.auth.models import ApiKey, Scope
 from orchestrator.db import in_transaction
-from tests.conftest import bearer
 from tests.factories import lead_body
+from tests.helpers import bearer
 
 NO_KEY = {"Authorization": ""}
 MISSING = uuid.UUID(int=1)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.json_bounds import MAX_BYTES, MAX_DEPTH
-from tests.conftest import app_client
 from tests.factories import lead_body
+from tests.helpers import app_client
 
 
 def nested(depth: int) -> dict[str, Any]:

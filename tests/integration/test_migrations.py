@@ -13,8 +13,8 @@ from pytest_alembic.tests import (  # noqa: F401  (collected as tests here)
 )
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from load.databases import create_database, drop_database
 from orchestrator.settings import to_asyncpg_url
-from tests.conftest import create_database, drop_database
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -14,7 +14,7 @@ from orchestrator.app import create_app
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
 from orchestrator.settings import Settings
-from tests.conftest import bearer
+from tests.helpers import bearer
 
 
 async def limited_key(settings: Settings, rate_limit: str) -> str:

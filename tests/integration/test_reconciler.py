@@ -7,13 +7,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.queue import make_queue
 from orchestrator.runner.reconciler import reconcile_once
-from tests.deliveries import dequeued_unclaimed
-
-
-async def _submitted(client) -> str:
-    response = await client.post("/tasks", json={"type": "noop", "payload": {}})
-    assert response.status_code == 202
-    return str(response.json()["id"])
+from tests.helpers import dequeued_unclaimed, submit
 
 
 async def _reconcile(settings, task_id: str) -> Status:
@@ -32,13 +26,13 @@ async def _reconcile(settings, task_id: str) -> Status:
 
 async def test_a_job_dequeued_a_moment_ago_is_left_to_its_claim(client, settings):
     # The worker's claim is in flight: aborting the job now would run the task twice.
-    task_id = await _submitted(client)
+    task_id = await submit(client)
     await dequeued_unclaimed(settings, task_id, dequeued_s_ago=0.05)
     assert await _reconcile(settings, task_id) == Status.ACTIVE
 
 
 async def test_a_job_active_past_the_grace_without_a_claim_is_delivered_again(client, settings):
     # Its worker died between SAQ's dequeue and our claim.
-    task_id = await _submitted(client)
+    task_id = await submit(client)
     await dequeued_unclaimed(settings, task_id, dequeued_s_ago=settings.reconcile_grace_s + 5)
     assert await _reconcile(settings, task_id) == Status.QUEUED

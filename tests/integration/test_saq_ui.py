@@ -8,7 +8,7 @@ import pytest
 
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
-from tests.conftest import bearer
+from tests.helpers import bearer
 
 
 def basic(password: str) -> dict[str, str]:

@@ -6,14 +6,14 @@ import click
 
 from orchestrator.cli.apikeys import apikey
 from orchestrator.cli.service import api, migrate, up, worker
+from orchestrator.cli.startup import load_settings
 from orchestrator.logs import configure_logging
-from orchestrator.settings import get_settings
 
 
 @click.group()
 def main() -> None:
     """orchestrator: leads and durable jobs over HTTP."""
-    configure_logging(get_settings().log_level)
+    configure_logging(load_settings().log_level)
 
 
 for command in (up, api, worker, migrate, apikey):

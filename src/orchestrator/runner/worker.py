@@ -42,9 +42,9 @@ class PromptWorker(Worker[Context]):
             "worker %s stopping: %d job(s) running, up to %d s to finish", self.id, running, self.grace_s
         )
         self.event.set()
-        for task in list(self.tasks):
-            if task.get_name() != "process":
-                task.cancel()
+        for loop in list(self.tasks):
+            if loop.get_name() != "process":
+                loop.cancel()
         await super().stop()
 
 
@@ -73,10 +73,10 @@ async def serve(settings: Settings, concurrency: int) -> None:
 
     async def shutdown(_: Context) -> None:
         await runner.drain(timeout_s=10)
-        for task in background:
-            task.cancel()
+        for loop in background:
+            loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await loop
         await runner.http.aclose()
         await queue.disconnect()
         await engine.dispose()

@@ -50,12 +50,8 @@ class Task(Timestamped, Base):
     lease_until: Mapped[dt.datetime | None]
 
     # Loaded only when asked for (selectinload): a lazy load would be hidden I/O in async code.
-    history: Mapped[list[TaskEvent]] = relationship(
-        order_by="TaskEvent.id", lazy="raise", viewonly=True
-    )
-    children: Mapped[list[Task]] = relationship(
-        order_by="Task.id", lazy="raise", viewonly=True
-    )
+    history: Mapped[list[TaskEvent]] = relationship(order_by="TaskEvent.id", lazy="raise", viewonly=True)
+    children: Mapped[list[Task]] = relationship(order_by="Task.id", lazy="raise", viewonly=True)
 
     __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (

@@ -1,0 +1,103 @@
+"""Start-up failures as a new user meets them: one line naming the setting and what to do, a
+non-zero exit, no traceback, and nothing started before the check that failed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from load.service import free_port
+from orchestrator.settings import to_libpq_url
+
+
+def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def _said_plainly(output: str, *words: str) -> None:
+    assert "Traceback" not in output, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    for word in words:
+        assert word in lines[0], output
+
+
+@pytest.fixture
+def urls(settings) -> dict[str, str]:
+    return {"DATABASE_URL": str(settings.database_url), "REDIS_URL": settings.redis_dsn}
+
+
+def test_up_on_a_taken_port_says_so_before_starting_anything(service_env, tmp_path):
+    data_dir = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = _run(service_env | {"DATA_DIR": str(data_dir)}, "up", "--port", str(port))
+    assert code == 1
+    _said_plainly(output, "API_PORT", f"127.0.0.1:{port}", "already in use", "--port")
+    assert not data_dir.exists()  # no embedded server was started, no migration, no worker
+
+
+def test_api_on_a_taken_port_says_so(service_env, urls):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code, output = _run(service_env | urls, "api", "--port", str(taken.getsockname()[1]))
+    assert code == 1
+    _said_plainly(output, "API_PORT", "already in use")
+
+
+def test_worker_against_a_database_that_does_not_exist_names_it(service_env, urls, settings):
+    missing = to_libpq_url(str(settings.database_url), "orchestrator_no_such_database")
+    code, output = _run(service_env | urls | {"DATABASE_URL": missing}, "worker", "--processes", "1")
+    assert code == 1
+    _said_plainly(output, "DATABASE_URL", "orchestrator_no_such_database", "does not exist")
+
+
+def test_worker_against_a_database_without_the_schema_says_to_migrate(service_env, urls, settings):
+    # The server's own maintenance database exists and has none of our tables.
+    bare = to_libpq_url(str(settings.database_url), "postgres")
+    code, output = _run(service_env | urls | {"DATABASE_URL": bare}, "worker", "--processes", "1")
+    assert code == 1
+    _said_plainly(output, "DATABASE_URL", "orchestrator migrate")
+
+
+def test_worker_against_a_redis_that_does_not_answer_names_it(service_env, urls):
+    silent = f"redis://127.0.0.1:{free_port()}/0"
+    code, output = _run(service_env | urls | {"REDIS_URL": silent}, "worker", "--processes", "1")
+    assert code == 1
+    _said_plainly(output, "REDIS_URL", silent)
+
+
+def test_migrate_against_a_database_that_does_not_answer_names_it(service_env):
+    url = f"postgresql://someone:hunter2@127.0.0.1:{free_port()}/orchestrator"
+    code, output = _run(service_env | {"DATABASE_URL": url}, "migrate")
+    assert code == 1
+    _said_plainly(output, "DATABASE_URL", "cannot use", "start the server")
+    assert "hunter2" not in output
+
+
+def test_a_setting_that_does_not_parse_is_named(service_env, urls):
+    code, output = _run(service_env | urls | {"API_RATE_LIMIT": "lots"}, "migrate")
+    assert code == 1
+    _said_plainly(output, "invalid settings", "API_RATE_LIMIT", "not a rate limit")
+
+
+def test_an_empty_database_url_means_unset(service_env):
+    # What a copied .env may hold: `migrate` needs a server it is told about, and says so.
+    code, output = _run(service_env | {"DATABASE_URL": "", "REDIS_URL": " "}, "migrate")
+    assert code == 2
+    assert "Traceback" not in output
+    assert "DATABASE_URL not set" in output

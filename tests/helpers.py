@@ -1,0 +1,112 @@
+"""What the tests call directly: auth headers, the app in-process, tasks submitted and waited for.
+
+Fixtures live in the conftest.py files and use these; test modules import them from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from litestar.testing import AsyncTestClient
+from saq.job import Status
+from sqlalchemy import text
+
+from orchestrator.app import create_app
+from orchestrator.db import in_transaction
+from orchestrator.queue import make_queue
+from orchestrator.tasks.status import TERMINAL_STATUSES
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Collection
+    from pathlib import Path
+
+    from litestar import Litestar
+
+    from orchestrator.settings import Settings
+
+# High enough never to refuse a test, low enough that the moving window stays small.
+TEST_RATE_LIMIT = "10000/second"
+
+DUE_A_MINUTE_AGO = text(
+    "UPDATE tasks SET run_at = now() - interval '1 min', updated_at = now() - interval '1 min' WHERE id = :id"
+)
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@asynccontextmanager
+async def app_client(settings: Settings, api_key: str) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The app in-process, with its real lifespan, engine and Redis client, sending `api_key`."""
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        client.headers.update(bearer(api_key))
+        yield client
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = {
+        name.upper(): json.dumps(value) if isinstance(value, list) else str(value)
+        for name, value in settings.model_dump(exclude={"crm_webhook_secret", "data_dir"}).items()
+        if value is not None
+    }
+    return env
+
+
+async def submit(api, type_: str = "noop", payload: dict[str, Any] | None = None, **fields: Any) -> str:
+    response = await api.post("/tasks", json={"type": type_, "payload": payload or {}, **fields})
+    assert response.status_code == 202, response.text
+    assert response.headers["location"] == f"/tasks/{response.json()['id']}"
+    return str(response.json()["id"])
+
+
+async def wait_for(
+    client: AsyncTestClient[Any],
+    task_id: str,
+    statuses: Collection[str] = TERMINAL_STATUSES,
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Poll GET /tasks/{id} until its status is one of `statuses`."""
+    task: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                task = (await client.get(f"/tasks/{task_id}")).json()
+                if task["status"] in statuses:
+                    return task
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"task {task_id} never reached {statuses}: {task}") from None
+
+
+def transitions(task: dict[str, Any]) -> list[tuple[str | None, str]]:
+    return [(event["from_status"], event["to_status"]) for event in task["history"]]
+
+
+def runs(markers: Path, task_id: str, suffix: str = "started") -> list[int]:
+    """The attempts whose handler started (or was cancelled), from the side-effect files."""
+    return sorted(int(path.name.split(".")[1]) for path in markers.glob(f"{task_id}.*.{suffix}"))
+
+
+async def dequeued_unclaimed(settings: Settings, task_id: str, dequeued_s_ago: float) -> None:
+    """The task due and untouched for a minute, its SAQ job taken by a worker `dequeued_s_ago`
+    and never claimed: a worker killed between SAQ's dequeue and our claim, or one claiming now."""
+    await in_transaction(
+        settings, lambda session: session.execute(DUE_A_MINUTE_AGO, {"id": uuid.UUID(task_id)})
+    )
+    queue = make_queue(settings)
+    try:
+        job = await queue.job(f"{task_id}:0")
+        assert job is not None
+        # Due now in SAQ's incomplete set too, whatever run_at the task was submitted with.
+        await queue.redis.zadd(queue.namespace("incomplete"), {job.id: 0})
+        job.status, job.started = Status.ACTIVE, int((time.time() - dequeued_s_ago) * 1000)
+        await queue.redis.set(job.id, queue.serialize(job))
+    finally:
+        await queue.disconnect()
