@@ -81,12 +81,34 @@ def test_worker_against_a_redis_that_does_not_answer_names_it(service_env, urls)
     _said_plainly(output, "REDIS_URL", silent)
 
 
-def test_migrate_against_a_database_that_does_not_answer_names_it(service_env):
-    url = f"postgresql://someone:hunter2@127.0.0.1:{free_port()}/orchestrator"
-    code, output = _run(service_env | {"DATABASE_URL": url}, "migrate")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://someone:hunter2@127.0.0.1:{port}/orchestrator",
+        "postgresql://someone@127.0.0.1:{port}/orchestrator?password=hunter2",
+    ],
+)
+def test_migrate_against_a_database_that_does_not_answer_names_it_and_no_password(service_env, url):
+    port = free_port()
+    code, output = _run(service_env | {"DATABASE_URL": url.format(port=port)}, "migrate")
     assert code == 1
-    _said_plainly(output, "DATABASE_URL", "cannot use", "start the server")
+    _said_plainly(output, "DATABASE_URL", f"127.0.0.1:{port}/orchestrator", "cannot use", "start the server")
     assert "hunter2" not in output
+
+
+def test_the_check_connects_as_the_service_does_with_its_url_options(service_env, settings):
+    # What PgBouncer in transaction mode needs; asyncpg alone would refuse the option.
+    url = f"{settings.database_url}?prepared_statement_cache_size=0"
+    code, output = _run(service_env | {"DATABASE_URL": url}, "migrate")
+    assert code == 0, output
+
+
+@pytest.mark.parametrize("url", ["redis://:pa/ss@127.0.0.1:6379/0", "redis://127.0.0.1:port/0"])
+def test_a_redis_url_that_does_not_parse_is_one_line_without_its_password(service_env, urls, url):
+    code, output = _run(service_env | urls | {"REDIS_URL": url}, "worker", "--processes", "1")
+    assert code == 1
+    _said_plainly(output, "REDIS_URL")
+    assert "ss@" not in output
 
 
 def test_a_setting_that_does_not_parse_is_named(service_env, urls):

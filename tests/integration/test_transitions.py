@@ -34,6 +34,7 @@ class Statement:
     moves_from: frozenset[TaskStatus]
     moves_to: frozenset[TaskStatus]
     fenced: bool  # guarded by the attempt its worker holds
+    leaves: str  # SQL, true of the row the statement moved (it started as _task_in made it)
 
 
 async def _one(db: AsyncConnection, statement: Any, task_id: uuid.UUID, attempt: int, **params: Any) -> Any:
@@ -49,6 +50,9 @@ STATEMENTS = [
         frozenset({TaskStatus.PENDING, TaskStatus.RETRY}),
         frozenset({TaskStatus.PROCESSING}),
         fenced=False,
+        leaves=(
+            "attempts = 3 AND worker_id = 'test-host:1' AND lease_until > now() AND started_at IS NOT NULL"
+        ),
     ),
     Statement(
         "complete",
@@ -56,6 +60,10 @@ STATEMENTS = [
         PROCESSING,
         frozenset({TaskStatus.COMPLETED}),
         fenced=True,
+        leaves=(
+            "result = '{}'::jsonb AND error IS NULL AND finished_at IS NOT NULL AND "
+            "lease_until IS NULL AND attempts = 2"
+        ),
     ),
     Statement(
         "retry",
@@ -63,6 +71,9 @@ STATEMENTS = [
         PROCESSING,
         frozenset({TaskStatus.RETRY}),
         fenced=True,
+        leaves=(
+            "error = 'e' AND run_at <= now() AND lease_until IS NULL AND finished_at IS NULL AND attempts = 2"
+        ),
     ),
     Statement(
         "fail",
@@ -70,6 +81,7 @@ STATEMENTS = [
         PROCESSING,
         frozenset({TaskStatus.FAILED}),
         fenced=True,
+        leaves="error = 'e' AND finished_at IS NOT NULL AND lease_until IS NULL AND attempts = 2",
     ),
     Statement(
         "release",
@@ -77,6 +89,10 @@ STATEMENTS = [
         PROCESSING,
         PENDING,
         fenced=True,
+        leaves=(
+            "attempts = 1 AND max_attempts = 5 AND run_at <= now() AND lease_until IS NULL AND "
+            "worker_id IS NULL"
+        ),
     ),
     Statement(
         "suspend",
@@ -84,6 +100,10 @@ STATEMENTS = [
         PROCESSING,
         PENDING,
         fenced=True,
+        leaves=(
+            "attempts = 2 AND max_attempts = 6 AND run_at > now() + interval '50 seconds' AND "
+            "lease_until IS NULL AND worker_id IS NULL"
+        ),
     ),
     Statement(
         "cancel",
@@ -91,6 +111,7 @@ STATEMENTS = [
         frozenset({TaskStatus.PENDING, TaskStatus.RETRY, TaskStatus.PROCESSING}),
         frozenset({TaskStatus.CANCELLED}),
         fenced=False,
+        leaves="finished_at IS NOT NULL AND lease_until IS NULL",
     ),
     Statement(
         "requeue",
@@ -98,6 +119,10 @@ STATEMENTS = [
         frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED}),
         PENDING,
         fenced=False,
+        leaves=(
+            "max_attempts = 5 AND run_at <= now() AND error IS NULL AND result IS NULL AND "
+            "finished_at IS NULL AND lease_until IS NULL AND worker_id IS NULL"
+        ),
     ),
     Statement(
         "expire leases",
@@ -105,6 +130,10 @@ STATEMENTS = [
         PROCESSING,
         frozenset({TaskStatus.RETRY, TaskStatus.FAILED}),
         fenced=False,
+        leaves=(
+            "error LIKE 'worker lost: lease expired at %' AND run_at <= now() AND "
+            "lease_until IS NULL AND finished_at IS NULL"
+        ),
     ),
 ]
 
@@ -124,11 +153,14 @@ async def _task_in(db: AsyncConnection, status: TaskStatus, *, attempts: int = H
     """A task as it stands in `status`: due, and (when PROCESSING) with an expired lease, so that
     every statement that could take it can."""
     task_id = uuid.uuid4()
+    # Every column a statement must set or clear holds something else first.
     await db.execute(
         text(
-            "INSERT INTO tasks (id, type, status, attempts, max_attempts, run_at, lease_until)"
+            "INSERT INTO tasks (id, type, status, attempts, max_attempts, run_at, lease_until, worker_id,"
+            " error, result, finished_at)"
             " VALUES (:id, 'noop', :status, :attempts, 5, now() - interval '1 minute',"
-            " CASE WHEN :processing THEN now() - interval '1 minute' END)"
+            " CASE WHEN :processing THEN now() - interval '1 minute' END, 'old-worker', 'old error',"
+            " '{\"old\": 1}', CASE WHEN :processing THEN NULL ELSE now() END)"
         ),
         {"id": task_id, "status": status.value, "attempts": attempts, "processing": status == "PROCESSING"},
     )
@@ -155,6 +187,8 @@ async def test_a_statement_moves_only_along_the_state_machine_and_records_each_m
             continue
         moved_from.add(status)
         assert after in statement.moves_to, f"{statement.name} moved {status} -> {after}"
+        left = await db.scalar(text(f"SELECT {statement.leaves} FROM tasks WHERE id = :id"), {"id": task_id})  # noqa: S608
+        assert left, f"{statement.name} from {status} left the row not as {statement.leaves!r}"
         assert status in ALLOWED_FROM[after], f"{statement.name} moved {status} -> {after}"
         assert events == [(status.value, after.value)], f"{statement.name} from {status}: {events}"
     assert moved_from == statement.moves_from

@@ -45,7 +45,7 @@ def up(workers: int | None, host: str | None, port: int | None) -> None:
     with embedded_services(configured) as settings:
         _export(settings)
         migrate_to_head(settings)
-        _announce_keys(settings, dev_machine, f"http://{host}:{port}")
+        _announce_keys(settings, dev_machine, _base_url(host, port))
         job_workers = WorkerProcesses(settings.worker_processes, settings.worker_concurrency)
         job_workers.start()
         try:
@@ -107,8 +107,12 @@ def serve_api(settings: Settings, *, workers: int | None, host: str | None, port
         workers_kill_timeout=10,
         log_access=False,
     )
-    click.echo(f"orchestrator API on http://{host or settings.api_host}:{port or settings.api_port}")
+    click.echo(f"orchestrator API on {_base_url(host or settings.api_host, port or settings.api_port)}")
     server.serve()
+
+
+def _base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _require_urls(settings: Settings, *names: str) -> Settings:

@@ -11,17 +11,21 @@ import errno
 import logging
 import socket
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import click
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, RedisError
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
-from orchestrator.settings import Settings, get_settings, to_libpq_url
+from orchestrator.db import engine_options
+from orchestrator.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -64,25 +68,31 @@ def check_port(host: str, port: int) -> None:
 
 def check_database(settings: Settings, *, migrated: bool = False) -> None:
     """PostgreSQL answers at DATABASE_URL, the database exists and (`migrated`) has our tables."""
-    url = _parsed("DATABASE_URL", str(settings.database_url), to_libpq_url)
-    _fail_plainly("DATABASE_URL", _shown(url), lambda: asyncio.run(_probe_database(url, migrated)))
+    shown = _where(str(settings.database_url))
+    _fail_plainly("DATABASE_URL", shown, lambda: asyncio.run(_probe_database(settings, migrated)))
 
 
 def check_redis(settings: Settings) -> None:
-    url = settings.redis_dsn
-    _fail_plainly("REDIS_URL", _shown(url), lambda: asyncio.run(_probe_redis(url)))
+    _fail_plainly(
+        "REDIS_URL", _where(settings.redis_dsn), lambda: asyncio.run(_probe_redis(settings.redis_dsn))
+    )
 
 
-async def _probe_database(url: str, migrated: bool) -> None:
-    connection = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+async def _probe_database(settings: Settings, migrated: bool) -> None:
+    # Connect as the service will: the same driver, URL options (say, PgBouncer's
+    # prepared_statement_cache_size=0) and connection settings.
+    connect_args = engine_options(settings)["connect_args"]
+    engine = create_async_engine(settings.sqlalchemy_url, poolclass=NullPool, connect_args=connect_args)
     try:
-        if migrated and await connection.fetchval("SELECT to_regclass('tasks')") is None:
-            raise StartupError(
-                f"DATABASE_URL: database {make_url(url).database!r} has no orchestrator tables;"
-                " run `orchestrator migrate` first"
-            )
+        async with engine.connect() as connection:
+            if migrated and await connection.scalar(text("SELECT to_regclass('tasks')")) is None:
+                database = make_url(settings.sqlalchemy_url).database
+                raise StartupError(
+                    f"DATABASE_URL: database {database!r} has no orchestrator tables;"
+                    " run `orchestrator migrate` first"
+                )
     finally:
-        await connection.close()
+        await engine.dispose()
 
 
 async def _probe_redis(url: str) -> None:
@@ -95,20 +105,19 @@ async def _probe_redis(url: str) -> None:
         await client.aclose()
 
 
-def _parsed(setting: str, value: str, convert: Callable[[str], str]) -> str:
+def _where(url: str) -> str:
+    """Scheme, host, port and path of a URL: what a message may say. Never the user, the
+    password or the query (which may hold a password too)."""
     try:
-        return convert(value)
-    except (ArgumentError, ValueError):
-        raise StartupError(f"{setting} is not a URL this service understands: check its form") from None
-
-
-def _shown(url: str) -> str:
-    """The URL without its password: what a message may say."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+        parts = urlsplit(url)
+        host = parts.hostname or "a local socket"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "the URL it holds"
+    host = f"[{host}]" if ":" in host else host
+    # An unencoded '/' or '#' in a password moves the rest of it into the path or fragment.
+    path = parts.path if "@" not in parts.path else ""
+    return f"{parts.scheme}://{host}{port}{path}"
 
 
 def _fail_plainly(setting: str, shown: str, probe: Callable[[], None]) -> None:
@@ -116,28 +125,35 @@ def _fail_plainly(setting: str, shown: str, probe: Callable[[], None]) -> None:
         probe()
     except StartupError:
         raise
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise _failed(setting, f"{exc}; create it or point {setting} at one that exists", exc) from None
-    except (
-        asyncpg.InvalidPasswordError,
-        asyncpg.InvalidAuthorizationSpecificationError,
-        AuthenticationError,
-    ) as exc:
-        raise _failed(
-            setting, f"{shown} refused our credentials ({exc}); fix the user or password", exc
-        ) from None
-    except (
-        OSError,
-        TimeoutError,
-        ValueError,
-        RedisError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-    ) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise _failed(
-            setting, f"cannot use {shown} ({reason}); start the server or fix {setting}", exc
-        ) from None
+    except Exception as exc:  # every failure becomes one line; the traceback goes to DEBUG
+        raise _failed(setting, _advice(setting, shown, _cause(exc)), exc) from None
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The driver's own error under SQLAlchemy's wrappers, which hold the SQL and parameters."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        if isinstance(current, asyncpg.PostgresError | OSError | RedisError):
+            return current
+        current = current.orig if isinstance(current, DBAPIError) else current.__cause__
+    return exc
+
+
+def _advice(setting: str, shown: str, cause: BaseException) -> str:
+    if isinstance(cause, ArgumentError | ValueError | OverflowError):
+        return "is not a URL this service understands; check its form (scheme, host, port)"
+    if isinstance(cause, asyncpg.InvalidCatalogNameError):
+        return f"{cause}; create it, or point {setting} at one that exists"
+    if isinstance(
+        cause,
+        asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError | AuthenticationError,
+    ):
+        return f"{shown} refused our credentials ({cause}); fix the user or password"
+    if isinstance(cause, asyncpg.PostgresError | OSError | RedisError):
+        return f"cannot use {shown} ({cause or type(cause).__name__}); start the server or fix {setting}"
+    return f"cannot use {shown} ({type(cause).__name__}); start the server or fix {setting}"
 
 
 def _failed(setting: str, message: str, exc: BaseException) -> StartupError:

@@ -39,7 +39,9 @@ class TaskFilters:
 async def submit_task(
     session: AsyncSession, registry: Registry, deliveries: Deliveries, data: TaskCreate
 ) -> Task:
-    """Record a task whose payload its job type accepts; it is delivered once the caller commits."""
+    """Record a task whose payload its job type accepts; it is delivered once the caller commits.
+    A missing lead is refused by the foreign key, which aborts the transaction: after an
+    Unprocessable from here, the caller must roll back, not go on with the session."""
     checked = registry.check(data.type, data.payload)
     try:
         task = await transitions.record(
