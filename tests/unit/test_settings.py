@@ -37,3 +37,16 @@ def test_cursor_round_trip_and_garbage():
 def test_env_example_documents_every_setting():
     documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert [name.upper() for name in Settings.model_fields if name.upper() not in documented] == []
+
+
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_url_is_unset(blank, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", blank)
+    monkeypatch.setenv("REDIS_URL", blank)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert (settings.database_url, settings.redis_url) == (None, None)
+
+
+def test_an_empty_rate_limit_still_means_no_limit(monkeypatch):
+    monkeypatch.setenv("API_RATE_LIMIT", "")
+    assert Settings(_env_file=None).api_rate_limit is None  # type: ignore[call-arg]
