@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from load.service import free_port
 from orchestrator.settings import to_libpq_url
@@ -98,7 +99,11 @@ def test_migrate_against_a_database_that_does_not_answer_names_it_and_no_passwor
 
 def test_the_check_connects_as_the_service_does_with_its_url_options(service_env, settings):
     # What PgBouncer in transaction mode needs; asyncpg alone would refuse the option.
-    url = f"{settings.database_url}?prepared_statement_cache_size=0"
+    url = (
+        make_url(str(settings.database_url))
+        .update_query_dict({"prepared_statement_cache_size": "0"})
+        .render_as_string(hide_password=False)
+    )
     code, output = _run(service_env | {"DATABASE_URL": url}, "migrate")
     assert code == 0, output
 
