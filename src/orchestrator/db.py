@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from advanced_alchemy.base import convention
 from sqlalchemy import Enum, MetaData, func
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -78,3 +79,30 @@ async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awai
             return await work(session)
     finally:
         await engine.dispose()
+
+
+# SQLSTATEs of a server that is going, gone or not yet back: connection exceptions (class 08),
+# admin_shutdown, crash_shutdown, cannot_connect_now.
+SERVER_AWAY = ("08", "57P01", "57P02", "57P03")
+# Worth the same statement again a moment later: the server away, out of connections or
+# resources (class 53), a serialization failure or deadlock, a statement timeout.
+TRANSIENT = (*SERVER_AWAY, "53", "40001", "40P01", "57014")
+
+
+def server_away(exc: BaseException) -> bool:
+    """The server is not there to answer: a refused or dropped connection, a pool wait that
+    timed out, one of the SERVER_AWAY SQLSTATEs."""
+    if isinstance(exc, OSError | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and (
+        exc.connection_invalidated or _sqlstate(exc).startswith(SERVER_AWAY)
+    )
+
+
+def transient(exc: BaseException) -> bool:
+    """A database error that the same statement may not meet again a moment later."""
+    return server_away(exc) or (isinstance(exc, sa_exc.DBAPIError) and _sqlstate(exc).startswith(TRANSIENT))
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str:
+    return str(getattr(exc.orig, "sqlstate", "") or "")

@@ -7,14 +7,19 @@ import asyncio
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Sequence
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
 
 class Batcher(Generic[ItemT, ResultT]):
-    def __init__(self, flush: Callable[[list[ItemT]], Awaitable[list[ResultT]]], max_size: int = 200) -> None:
+    """`flush` returns one result per item; an exception in its place fails that item alone, an
+    exception raised fails the whole batch."""
+
+    def __init__(
+        self, flush: Callable[[list[ItemT]], Awaitable[Sequence[ResultT | Exception]]], max_size: int = 200
+    ) -> None:
         self._flush, self._max_size = flush, max_size
         self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -46,5 +51,9 @@ class Batcher(Generic[ItemT, ResultT]):
                         future.set_exception(exc)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)

@@ -9,8 +9,11 @@ import logging
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError
+
+from orchestrator.db import server_away, transient
 from orchestrator.errors import PermanentError, Unprocessable
 from orchestrator.job import JobContext, Suspend
 from orchestrator.queue import Delivery, enqueue
@@ -19,7 +22,7 @@ from orchestrator.tasks import transitions
 from orchestrator.tasks.status import TaskStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
 
     import httpx
     from saq.queue import Queue
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
     from orchestrator.tasks.transitions import Moved
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -64,7 +69,23 @@ class Runner:
             self._background.add(release)
             release.add_done_callback(self._background.discard)
 
-    async def _complete_many(self, done: list[tuple[uuid.UUID, int, str]]) -> list[bool]:
+    async def _complete_many(self, done: list[tuple[uuid.UUID, int, str]]) -> list[bool | Exception]:
+        try:
+            return list(await self._complete(done))
+        except Exception as exc:
+            if len(done) == 1 or server_away(exc):
+                raise  # every caller tries again: alone, each would meet the same outage
+        # One row PostgreSQL refuses fails the whole statement: each alone, so that the others
+        # land and only that row's caller sees its error.
+        return [await self._complete_alone(item) for item in done]
+
+    async def _complete_alone(self, item: tuple[uuid.UUID, int, str]) -> bool | Exception:
+        try:
+            return (await self._complete([item]))[0]
+        except Exception as exc:
+            return exc
+
+    async def _complete(self, done: list[tuple[uuid.UUID, int, str]]) -> list[bool]:
         async with self.engine.connect() as db:
             return await transitions.complete_many(db, done, self.worker_id)
 
@@ -125,13 +146,39 @@ class Runner:
         except Exception as exc:
             await self._retry_or_fail(task, job_type, f"{type(exc).__name__}: {exc}", traceback.format_exc())
         else:
-            if not await self.completions.submit((task.id, task.attempts, _json(result))):
-                logger.info("task %s: completion refused; it was cancelled or taken over", task.id)
-            elif task.parent_id is not None:
-                await self._wake(task.parent_id)
+            await self._succeed(task, result)
         finally:
             keeper.cancel()
             await asyncio.wait([keeper])  # never leave a renewal holding a connection behind
+
+    async def _succeed(self, task: Moved, result: Any) -> None:
+        try:
+            landed = await self._tracked(self._record_success(task, _json(result)))
+        except Exception as exc:  # PostgreSQL refuses the result itself: no attempt can store it
+            await self._fail(task, f"the handler's result could not be stored: {_database_error(exc)}")
+            return
+        if not landed:
+            logger.info("task %s: completion refused; it was cancelled or taken over", task.id)
+        elif task.parent_id is not None:
+            await self._wake(task.parent_id)
+
+    async def _record_success(self, task: Moved, result: str) -> bool:
+        """Write the attempt's success until it lands (True) or the row says the attempt is no
+        longer ours (False). The statement is fenced by the attempt, so writing it again can never
+        complete twice; a database away for a moment never turns a success into a re-run. The
+        lease is renewed meanwhile, so the task stays ours while the database answers at all."""
+        delay_s = 0.05
+        while True:
+            try:
+                return await self.completions.submit((task.id, task.attempts, result))
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                logger.warning(
+                    "task %s: recording its success failed (%s); trying again", task.id, type(exc).__name__
+                )
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
 
     async def _keep_lease(self, task: Moved, handler: asyncio.Task[Any], lost: asyncio.Event) -> None:
         """Renew the lease; when the row says we no longer own the attempt, or when renewals have
@@ -139,7 +186,7 @@ class Runner:
         clock = asyncio.get_running_loop().time
         renewed = clock()
         lease_s = self.settings.task_lease_s
-        while not handler.done():
+        while True:  # until cancelled: after the handler too, while its success is being written
             await asyncio.sleep(self.settings.task_heartbeat_s)
             try:
                 async with self.engine.connect() as db:
@@ -191,12 +238,15 @@ class Runner:
         detail: dict[str, Any] | None = None,
         **params: Any,
     ) -> Moved | None:
+        return await self._tracked(self._write(statement, task, detail, params))
+
+    async def _tracked(self, write: Coroutine[Any, Any, T]) -> T:
         """Shielded and tracked: a write that ends an attempt must land even when the worker is
         being cancelled, and shutdown waits for it (drain) before closing the pool."""
-        write = asyncio.ensure_future(self._write(statement, task, detail, params))
-        self._background.add(write)
-        write.add_done_callback(self._background.discard)
-        return await asyncio.shield(write)
+        future = asyncio.ensure_future(write)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
+        return await asyncio.shield(future)
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for every pending write, batched ones included."""
@@ -225,6 +275,14 @@ class Runner:
 def _being_cancelled() -> bool:
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0
+
+
+def _database_error(exc: BaseException) -> str:
+    """What PostgreSQL said, without the statement and parameters that SQLAlchemy's message
+    carries (the parameters are the result: they may be anything)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig.args[0] if exc.orig.args else exc.orig)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _json(result: Any) -> str:

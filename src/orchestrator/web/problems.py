@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 
+from orchestrator.db import server_away
 from orchestrator.errors import DomainError
 
 if TYPE_CHECKING:
@@ -98,16 +99,10 @@ def from_stale_data(_: StaleDataError) -> ProblemDetailsException:
     )
 
 
-# SQLSTATEs of a server that is going, gone or not yet back: connection exceptions (class 08),
-# admin_shutdown, crash_shutdown, cannot_connect_now.
-_SERVER_AWAY = ("08", "57P01", "57P02", "57P03")
-
-
 def from_dbapi_error(exc: sa_exc.DBAPIError) -> ProblemDetailsException:
     """A driver error: 503 when the server is away (e.g. 'the database system is shutting
     down'), else a 500 like any other bug."""
-    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
-    if exc.connection_invalidated or sqlstate.startswith(_SERVER_AWAY):
+    if server_away(exc):
         return from_database_unavailable(exc)
     logger.error("database error", exc_info=exc)
     return _unexpected()
