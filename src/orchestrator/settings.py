@@ -69,7 +69,12 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Lease renewal; also how fast cancel lands"
     )
     reconcile_interval_s: float = Field(default=2.0, gt=0)
-    reconcile_grace_s: float = Field(default=5.0, ge=0, description="Age before a due task is checked")
+    reconcile_grace_s: float = Field(
+        default=5.0,
+        ge=1.0,
+        description="Age before a due task is checked; a job dequeued this long ago and not yet claimed"
+        " is delivered again, so it must outlast a slow claim",
+    )
     shutdown_grace_s: int = Field(default=10, ge=0, description="SIGTERM: time for in-flight jobs to finish")
     saq_job_ttl_s: int = Field(default=60, ge=1, description="How long Redis keeps a finished job for the UI")
 
@@ -98,6 +103,17 @@ class Settings(BaseSettings):
             return None
         parse_limit(value)  # its ValueError names what is wrong
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_failed_renewal(self) -> Self:
+        # With fewer than three renewals per lease, one slow or failed renewal lets the lease
+        # expire under a live handler, and the reconciler hands its task to another worker.
+        if self.task_heartbeat_s * 3 > self.task_lease_s:
+            raise ValueError(
+                f"TASK_HEARTBEAT_S ({self.task_heartbeat_s:g} s) must be at most a third of TASK_LEASE_S"
+                f" ({self.task_lease_s:g} s), so that a lease survives a renewal that fails"
+            )
+        return self
 
     @model_validator(mode="after")
     def _webhook_is_signed(self) -> Self:

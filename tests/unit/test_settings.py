@@ -50,3 +50,21 @@ def test_a_blank_url_is_unset(blank, monkeypatch):
 def test_an_empty_rate_limit_still_means_no_limit(monkeypatch):
     monkeypatch.setenv("API_RATE_LIMIT", "")
     assert Settings(_env_file=None).api_rate_limit is None  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"task_lease_s": 2.0, "task_heartbeat_s": 1.0}, "TASK_HEARTBEAT_S"),
+        ({"task_lease_s": 15.0, "task_heartbeat_s": 15.0}, "TASK_LEASE_S"),
+        ({"reconcile_grace_s": 0}, "RECONCILE_GRACE_S"),
+    ],
+)
+def test_settings_that_contradict_each_other_are_refused_naming_them(values, named):
+    with pytest.raises(ValueError, match=f"(?i){named}"):
+        Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_a_heartbeat_well_inside_the_lease_is_accepted():
+    values = {"task_lease_s": 3.0, "task_heartbeat_s": 0.3, "reconcile_grace_s": 1.0}
+    assert Settings(_env_file=None, **values).task_heartbeat_s == 0.3  # type: ignore[call-arg]
