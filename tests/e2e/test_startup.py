@@ -3,6 +3,8 @@ non-zero exit, no traceback, and nothing started before the check that failed.""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,15 +17,21 @@ from orchestrator.settings import to_libpq_url
 
 
 def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    return done.returncode, done.stdout + done.stderr
+    """The command as a user runs it; a command that does not stop by itself (a check that
+    failed to fail) is killed with every process it started."""
+    command = [sys.executable, "-m", "orchestrator", *args]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            raise AssertionError(
+                f"`orchestrator {' '.join(args)}` did not stop by itself:\n{output}"
+            ) from None
+    return process.returncode, output
 
 
 def _said_plainly(output: str, *words: str) -> None:

@@ -67,3 +67,26 @@ async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env,
     assert read.json()["company"] == "Embedded"
     up.stop(signal.SIGINT)
     assert _processes_using(str(data_dir)) == [], up.log.read_text()
+
+
+async def test_a_clean_stop_after_a_crash_stops_the_embedded_server_the_crash_left(
+    service_env, services, tmp_path
+):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = service_env | {"DATA_DIR": str(data_dir), "API_PORT": str(port), "WORKER_PROCESSES": "1"}
+    up = Service(["up", "--workers", "1"], env, tmp_path / "up.log", port)
+    services.append(up)
+    try:
+        up.start()
+        await up.wait_ready()
+        up.stop(signal.SIGKILL)  # every process of `up`; PostgreSQL runs on, detached
+        assert _processes_using(str(data_dir / "postgres")), "the crash took PostgreSQL with it"
+
+        up.start()  # joins the server the crash left running
+        await up.wait_ready()
+        assert up.stop(signal.SIGTERM) == 0
+        assert _processes_using(str(data_dir)) == [], up.log.read_text()
+    finally:
+        for process in _processes_using(str(data_dir)):  # whatever a failure left behind
+            process.kill()
