@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from redis.asyncio import Redis
+from saq.job import Status
 
 from orchestrator.queue import make_queue
 from tests.helpers import dequeued_unclaimed, runs, submit, transitions, wait_for
@@ -101,7 +102,7 @@ async def test_every_task_completes_after_redis_loses_everything(api, settings, 
         assert task["attempts"] == 1
 
 
-async def test_worker_killed_mid_job_is_retried_and_finishes(api, markers):
+async def test_worker_killed_mid_job_is_retried_and_finishes(api, markers, settings):
     task_id = await submit(api, "flaky", {"marker_dir": str(markers), "sleep_s": 2.0})
     running = await wait_for(api, task_id, {"PROCESSING"})
     await asyncio.sleep(0.3)
@@ -113,6 +114,14 @@ async def test_worker_killed_mid_job_is_retried_and_finishes(api, markers):
     assert ("PROCESSING", "RETRY") in transitions(task)
     assert "lease expired" in str(task["history"])
     assert runs(markers, task_id) == [1, 2]
+    # The killed worker's SAQ job does not stay ACTIVE in Redis for good.
+    queue = make_queue(settings)
+    try:
+        async with asyncio.timeout(10):
+            while (job := await queue.job(f"{task_id}:0")) is not None and job.status == Status.ACTIVE:  # noqa: ASYNC110  (state in Redis)
+                await asyncio.sleep(0.2)
+    finally:
+        await queue.disconnect()
 
 
 async def test_cancelled_pending_task_never_runs(api, markers):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+
+import pytest
 from saq.job import Status
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from orchestrator.db import in_transaction
 from orchestrator.queue import make_queue
 from orchestrator.runner.reconciler import reconcile_once
 from tests.helpers import dequeued_unclaimed, submit
+
+LATER = "2999-01-01T00:00:00Z"  # never due: only the path under test touches its job
 
 
 async def _reconcile(settings, task_id: str) -> Status:
@@ -36,3 +44,50 @@ async def test_a_job_active_past_the_grace_without_a_claim_is_delivered_again(cl
     task_id = await submit(client)
     await dequeued_unclaimed(settings, task_id, dequeued_s_ago=settings.reconcile_grace_s + 5)
     assert await _reconcile(settings, task_id) == Status.QUEUED
+
+
+async def _left_active(settings, task_id: str, status: str, attempts: int) -> str:
+    """The task's first SAQ job taken by a worker a minute ago and never finished (the worker was
+    killed), while the row went on to `status` with `attempts`, also a minute ago."""
+    queue = make_queue(settings)
+    try:
+        job = await queue.job(f"{task_id}:0")
+        assert job is not None
+        await queue.redis.lrem(queue.namespace("queued"), 0, job.id)
+        await queue.redis.lpush(queue.namespace("active"), job.id)
+        job.status, job.started = Status.ACTIVE, int((time.time() - 60) * 1000)
+        await queue.redis.set(job.id, queue.serialize(job))
+    finally:
+        await queue.disconnect()
+    moved = text(
+        "UPDATE tasks SET status = :status, attempts = :attempts, updated_at = now() - interval '1 min'"
+        " WHERE id = :id"
+    )
+    params = {"status": status, "attempts": attempts, "id": uuid.UUID(task_id)}
+    await in_transaction(settings, lambda session: session.execute(moved, params))
+    return job.id
+
+
+async def _active_jobs(settings) -> list[str]:
+    queue = make_queue(settings)
+    try:
+        return [job_id.decode() for job_id in await queue.redis.lrange(queue.namespace("active"), 0, -1)]
+    finally:
+        await queue.disconnect()
+
+
+@pytest.mark.parametrize(("status", "attempts"), [("COMPLETED", 2), ("RETRY", 1), ("FAILED", 1)])
+async def test_a_job_its_killed_worker_left_active_is_finished_once_the_task_went_on(
+    client, settings, status, attempts
+):
+    task_id = await submit(client, "noop", run_at=LATER)
+    job_id = await _left_active(settings, task_id, status, attempts)
+    await _reconcile(settings, task_id)
+    assert job_id not in await _active_jobs(settings)
+
+
+async def test_the_job_of_the_attempt_that_holds_the_task_stays_active(client, settings):
+    task_id = await submit(client, "noop", run_at=LATER)
+    job_id = await _left_active(settings, task_id, "PROCESSING", 1)  # claimed: attempt 0 + 1
+    assert await _reconcile(settings, task_id) == Status.ACTIVE
+    assert job_id in await _active_jobs(settings)

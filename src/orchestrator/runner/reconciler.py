@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 from saq.job import Status
@@ -42,11 +43,29 @@ DUE = text(
 )
 
 
+# The SAQ jobs, of those given as (task id, attempt it delivered), that their task went on
+# without: no row any more, or a row that is neither running that job's attempt nor waiting for
+# that delivery, and has not changed for the grace by the database's clock (so a job whose run
+# has just ended is finished by its own worker, not here).
+LEFT_BEHIND = text(
+    """
+    SELECT j.id, j.attempt FROM unnest(CAST(:ids AS UUID[]), CAST(:attempts AS INT[])) AS j(id, attempt)
+    LEFT JOIN tasks AS t ON t.id = j.id
+    WHERE t.id IS NULL
+       OR (NOT (t.status = 'PROCESSING' AND t.attempts = j.attempt + 1)
+           AND NOT (t.status IN ('PENDING', 'RETRY') AND t.attempts = j.attempt)
+           AND t.updated_at <= now() - make_interval(secs => :grace_s))
+    """
+)
+ACTIVE_CHECKED = 1000  # per round: the oldest ones first
+
+
 async def reconcile_once(
     engine: AsyncEngine, queue: RedisQueue, settings: Settings, limit: int = 5000
 ) -> int:
     """One round: expire lost leases, then deliver again every due task whose delivery Redis lost
-    or holds stuck. Returns how many were enqueued; 0 when another process leads this round."""
+    or holds stuck, then finish the SAQ jobs that killed workers left ACTIVE. Returns how many
+    were enqueued; 0 when another process leads this round."""
     async with engine.begin() as db:  # committed on its own: a Redis outage must not undo it
         if not await db.scalar(LEAD, {"key": LOCK_KEY}):
             return 0
@@ -54,13 +73,46 @@ async def reconcile_once(
         await forget_expired(db)
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
         due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
-    if not due:
-        return 0
-    redeliver = await _undelivered(queue, due, settings.reconcile_grace_s)
+    redeliver = await _undelivered(queue, due, settings.reconcile_grace_s) if due else []
     enqueued = await enqueue(queue, redeliver, settings.saq_job_ttl_s) if redeliver else 0
     if enqueued:
         logger.info("reconciler: delivered %d task(s) again", enqueued)
+    await _finish_left_behind(engine, queue, settings.reconcile_grace_s)
     return enqueued
+
+
+async def _finish_left_behind(engine: AsyncEngine, queue: RedisQueue, grace_s: float) -> None:
+    """SAQ keeps a job ACTIVE until its worker finishes it, and with SAQ's timeouts and
+    heartbeats off (PostgreSQL's leases do that work) nothing else ever does: a worker killed
+    mid-job leaves it in Redis for good. Finish those whose task went on without them."""
+    ids = await queue.redis.lrange(queue.namespace("active"), 0, ACTIVE_CHECKED - 1)  # oldest first
+    jobs = [
+        job for raw in (await queue.redis.mget(ids) if ids else []) if raw and (job := queue.deserialize(raw))
+    ]
+    by_delivery = {delivery: job for job in jobs if (delivery := _delivery_of(job.key)) is not None}
+    if not by_delivery:
+        return
+    params = {
+        "ids": [delivery.task_id for delivery in by_delivery],
+        "attempts": [delivery.attempts for delivery in by_delivery],
+        "grace_s": grace_s,
+    }
+    async with engine.connect() as db:
+        left = [Delivery(row.id, row.attempt) for row in await db.execute(LEFT_BEHIND, params)]
+    for delivery in left:
+        await queue.finish(
+            by_delivery[delivery], Status.ABORTED, error="its worker was lost; the task went on"
+        )
+    if left:
+        logger.info("reconciler: finished %d SAQ job(s) that lost workers left active", len(left))
+
+
+def _delivery_of(job_key: str) -> Delivery | None:
+    task_id, _, attempt = job_key.rpartition(":")
+    try:
+        return Delivery(uuid.UUID(task_id), int(attempt))
+    except ValueError:
+        return None  # not a job of ours
 
 
 async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -> list[Delivery]:
