@@ -85,7 +85,7 @@ STATEMENTS = [
     ),
     Statement(
         "release",
-        lambda db, task_id, attempt: _one(db, transitions.RELEASE, task_id, attempt),
+        lambda db, task_id, attempt: _one(db, transitions.RELEASE, task_id, attempt, delay_s=0),
         PROCESSING,
         PENDING,
         fenced=True,

@@ -39,6 +39,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A task no worker of this release can run comes back this much later, so that workers that
+# cannot run it do not pass it between them in a loop while the deploy rolls on.
+HAND_BACK_DELAY_S = 5.0
+
 
 @dataclass
 class Runner:
@@ -102,7 +106,9 @@ class Runner:
         try:
             checked = self.registry.check(task.type, task.payload)
         except Unprocessable as exc:
-            await self._fail(task, f"{exc.detail} (as this worker's job packages declare it)")
+            # The API accepted it, so another release of the job packages knows it (a rolling
+            # deploy): hand it back uncounted, for a worker that can run it, and say why.
+            await self._release(task, _not_runnable_here(task.type, exc), HAND_BACK_DELAY_S)
             return
         await self._run(task, checked.job_type, checked.model)
 
@@ -217,8 +223,8 @@ class Runner:
     async def _fail(self, task: Moved, error: str) -> None:
         await self._finish(transitions.FAIL, task, error=error, detail={"error": error})
 
-    async def _release(self, task: Moved) -> None:
-        await self._finish(transitions.RELEASE, task, detail={"reason": "worker shutdown"})
+    async def _release(self, task: Moved, reason: str = "worker shutdown", delay_s: float = 0.0) -> None:
+        await self._finish(transitions.RELEASE, task, detail={"reason": reason}, delay_s=delay_s)
 
     async def _wake(self, parent_id: uuid.UUID) -> None:
         """A step ended: its workflow, if it is waiting, is due now."""
@@ -270,6 +276,12 @@ class Runner:
         elif moved.status == TaskStatus.FAILED and moved.parent_id is not None:
             await self._wake(moved.parent_id)
         return moved
+
+
+def _not_runnable_here(job_type: str, refusal: Unprocessable) -> str:
+    if refusal.extra.get("field") == "type":
+        return f"this worker does not know job type {job_type!r}; handed back for one that does"
+    return f"this worker's {job_type} refuses the payload ({refusal.detail}); handed back for another"
 
 
 def _being_cancelled() -> bool:

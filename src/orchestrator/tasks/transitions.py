@@ -120,10 +120,11 @@ FAIL = _with_event("""
     FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
-# PROCESSING -> PENDING: a worker shutting down hands its task back; the attempt is not counted.
+# PROCESSING -> PENDING: a worker hands its task back, the attempt not counted: it is shutting
+# down (due now), or it does not know the task's type (a rolling deploy: due after :delay_s).
 RELEASE = _with_event("""
     UPDATE tasks AS t SET status = 'PENDING', updated_at = now(), attempts = t.attempts - 1,
-        run_at = now(), lease_until = NULL, worker_id = NULL
+        run_at = now() + make_interval(secs => :delay_s), lease_until = NULL, worker_id = NULL
     FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
