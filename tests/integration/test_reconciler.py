@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -16,6 +17,7 @@ from orchestrator.runner.reconciler import reconcile_once
 from tests.helpers import dequeued_unclaimed, submit
 
 LATER = "2999-01-01T00:00:00Z"  # never due: only the path under test touches its job
+NEXT_ROUND_DUE = text("DELETE FROM reconciler_rounds")
 
 
 async def _reconcile(settings, task_id: str) -> Status:
@@ -23,7 +25,8 @@ async def _reconcile(settings, task_id: str) -> Status:
     engine = create_async_engine(settings.sqlalchemy_url)
     queue = make_queue(settings)
     try:
-        await reconcile_once(engine, queue, settings)
+        await in_transaction(settings, lambda session: session.execute(NEXT_ROUND_DUE))
+        assert await reconcile_once(engine, queue, settings) is not None
         job = await queue.job(f"{task_id}:0")
         assert job is not None
         return job.status
@@ -91,3 +94,24 @@ async def test_the_job_of_the_attempt_that_holds_the_task_stays_active(client, s
     job_id = await _left_active(settings, task_id, "PROCESSING", 1)  # claimed: attempt 0 + 1
     assert await _reconcile(settings, task_id) == Status.ACTIVE
     assert job_id in await _active_jobs(settings)
+
+
+async def test_one_round_leads_per_interval_however_many_processes_try(client, settings):
+    # Every worker process of every host runs the loop; PostgreSQL's clock picks one round an
+    # interval, not one per process.
+    slow = settings.model_copy(update={"reconcile_interval_s": 30.0})
+    engine = create_async_engine(settings.sqlalchemy_url)
+    queues = [make_queue(settings) for _ in range(6)]
+    try:
+        await in_transaction(settings, lambda session: session.execute(NEXT_ROUND_DUE))
+        led = [await reconcile_once(engine, queue, slow) is not None for queue in queues]
+        led += await asyncio.gather(*(_led(engine, queue, slow) for queue in queues))
+    finally:
+        for queue in queues:
+            await queue.disconnect()
+        await engine.dispose()
+    assert sum(led) == 1
+
+
+async def _led(engine, queue, settings) -> bool:
+    return await reconcile_once(engine, queue, settings) is not None

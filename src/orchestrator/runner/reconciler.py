@@ -1,7 +1,7 @@
 """The reconciler: repairs the gap between PostgreSQL (the truth) and Redis (the queue).
 
-Every worker process runs the loop; a transaction-scoped advisory lock lets one of them act
-per round, so any number of workers can run and any of them can die.
+Every worker process runs the loop; a round-start row in PostgreSQL lets one of them act per
+interval across all processes and hosts, so any number of workers can run and any can die.
 """
 
 from __future__ import annotations
@@ -27,9 +27,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-LOCK_KEY = 0x6F7263686573  # "orches": one reconciler at a time across all workers
-
-LEAD = text("SELECT pg_try_advisory_xact_lock(:key)")
+# One round an interval across every process and host, by PostgreSQL's clock: whoever moves the
+# round's start first leads it; the others, even a moment later, find it too recent and skip.
+ROUND = text(
+    """
+    INSERT INTO reconciler_rounds AS r (name, started_at) VALUES ('reconcile', now())
+    ON CONFLICT (name) DO UPDATE SET started_at = now()
+    WHERE r.started_at <= now() - make_interval(secs => :interval_s)
+    RETURNING started_at
+    """
+)
 
 # Due tasks untouched for a few seconds: fresh ones were just enqueued by whoever wrote them,
 # and checking each against Redis under load would cost the workers a quarter of their time.
@@ -62,15 +69,19 @@ ACTIVE_CHECKED = 1000  # per round: the oldest ones first
 
 async def reconcile_once(
     engine: AsyncEngine, queue: RedisQueue, settings: Settings, limit: int = 5000
-) -> int:
+) -> int | None:
     """One round: expire lost leases, then deliver again every due task whose delivery Redis lost
     or holds stuck, then finish the SAQ jobs that killed workers left ACTIVE. Returns how many
-    were enqueued; 0 when another process leads this round."""
-    async with engine.begin() as db:  # committed on its own: a Redis outage must not undo it
-        if not await db.scalar(LEAD, {"key": LOCK_KEY}):
-            return 0
+    were enqueued; None when this interval's round is another process's. Each step commits on
+    its own: a scan that fails (a statement timeout, Redis away) undoes no step before it."""
+    async with engine.begin() as db:
+        if await db.scalar(ROUND, {"interval_s": settings.reconcile_interval_s}) is None:
+            return None
+    async with engine.begin() as db:
         await expire_leases(db)
+    async with engine.begin() as db:
         await forget_expired(db)
+    async with engine.begin() as db:
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
         due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
     redeliver = await _undelivered(queue, due, settings.reconcile_grace_s) if due else []

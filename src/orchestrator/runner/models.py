@@ -1,0 +1,17 @@
+"""`reconciler_rounds`: when the last reconciler round started, by PostgreSQL's clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from orchestrator.db import Base
+
+
+class ReconcilerRound(Base):
+    __tablename__ = "reconciler_rounds"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    started_at: Mapped[dt.datetime]
