@@ -95,14 +95,14 @@ def server_away(exc: BaseException) -> bool:
     if isinstance(exc, OSError | sa_exc.TimeoutError):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and (
-        exc.connection_invalidated or _sqlstate(exc).startswith(SERVER_AWAY)
+        exc.connection_invalidated or sqlstate(exc).startswith(SERVER_AWAY)
     )
 
 
 def transient(exc: BaseException) -> bool:
     """A database error that the same statement may not meet again a moment later."""
-    return server_away(exc) or (isinstance(exc, sa_exc.DBAPIError) and _sqlstate(exc).startswith(TRANSIENT))
+    return server_away(exc) or (isinstance(exc, sa_exc.DBAPIError) and sqlstate(exc).startswith(TRANSIENT))
 
 
-def _sqlstate(exc: sa_exc.DBAPIError) -> str:
+def sqlstate(exc: sa_exc.DBAPIError) -> str:
     return str(getattr(exc.orig, "sqlstate", "") or "")

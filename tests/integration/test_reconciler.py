@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.db import in_transaction
 from orchestrator.queue import make_queue
-from orchestrator.runner.reconciler import reconcile_once
+from orchestrator.runner.reconciler import _step, reconcile_once
 from tests.helpers import dequeued_unclaimed, submit
 
 LATER = "2999-01-01T00:00:00Z"  # never due: only the path under test touches its job
@@ -115,3 +115,29 @@ async def test_one_round_leads_per_interval_however_many_processes_try(client, s
 
 async def _led(engine, queue, settings) -> bool:
     return await reconcile_once(engine, queue, settings) is not None
+
+
+async def test_a_frozen_round_holder_costs_the_others_a_round_not_their_loop(client, settings):
+    # A process frozen (SIGSTOP, a partition) inside its round's first statement keeps the row
+    # locked: the others must give up that round at once, not wait on the lock for hours.
+    engine = create_async_engine(settings.sqlalchemy_url)
+    queue = make_queue(settings)
+    try:
+        await in_transaction(settings, lambda session: session.execute(NEXT_ROUND_DUE))
+        async with engine.connect() as frozen, frozen.begin():
+            await frozen.execute(text("INSERT INTO reconciler_rounds VALUES ('reconcile', now())"))
+            async with asyncio.timeout(5):
+                assert await reconcile_once(engine, queue, settings) is None
+    finally:
+        await queue.disconnect()
+        await engine.dispose()
+
+
+async def test_a_round_step_ends_a_frozen_transaction_within_seconds(settings):
+    # What ends the session of a holder that froze mid-step, however long TCP would take.
+    engine = create_async_engine(settings.sqlalchemy_url)
+    try:
+        async with _step(engine) as db:
+            assert await db.scalar(text("SHOW idle_in_transaction_session_timeout")) == "10s"
+    finally:
+        await engine.dispose()

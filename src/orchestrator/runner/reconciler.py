@@ -10,18 +10,23 @@ import asyncio
 import logging
 import time
 import uuid
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from saq.job import Status
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from orchestrator.db import sqlstate
 from orchestrator.idempotency import forget_expired
 from orchestrator.queue import Delivery, enqueue
 from orchestrator.tasks.transitions import expire_leases
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from saq.queue.redis import RedisQueue
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from orchestrator.settings import Settings
 
@@ -65,6 +70,9 @@ LEFT_BEHIND = text(
     """
 )
 ACTIVE_CHECKED = 1000  # per round: the oldest ones first
+IDLE_IN_TRANSACTION_TIMEOUT = text("SET LOCAL idle_in_transaction_session_timeout = '10s'")
+ROUND_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '1s'")
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 async def reconcile_once(
@@ -74,14 +82,20 @@ async def reconcile_once(
     or holds stuck, then finish the SAQ jobs that killed workers left ACTIVE. Returns how many
     were enqueued; None when this interval's round is another process's. Each step commits on
     its own: a scan that fails (a statement timeout, Redis away) undoes no step before it."""
-    async with engine.begin() as db:
-        if await db.scalar(ROUND, {"interval_s": settings.reconcile_interval_s}) is None:
-            return None
-    async with engine.begin() as db:
+    try:
+        async with _step(engine) as db:
+            await db.execute(ROUND_LOCK_TIMEOUT)
+            if await db.scalar(ROUND, {"interval_s": settings.reconcile_interval_s}) is None:
+                return None
+    except DBAPIError as exc:
+        if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+            raise
+        return None  # a process frozen mid-round holds the row: skip, its session will end
+    async with _step(engine) as db:
         await expire_leases(db)
-    async with engine.begin() as db:
+    async with _step(engine) as db:
         await forget_expired(db)
-    async with engine.begin() as db:
+    async with _step(engine) as db:
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
         due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
     redeliver = await _undelivered(queue, due, settings.reconcile_grace_s) if due else []
@@ -90,6 +104,16 @@ async def reconcile_once(
         logger.info("reconciler: delivered %d task(s) again", enqueued)
     await _finish_left_behind(engine, queue, settings.reconcile_grace_s)
     return enqueued
+
+
+@asynccontextmanager
+async def _step(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One step's transaction. A process frozen or cut off inside it (SIGSTOP, a partition)
+    keeps its locks only until PostgreSQL ends its idle session, not for the TCP timeout's
+    hours; SET LOCAL keeps it to this transaction, as a pooler in transaction mode needs."""
+    async with engine.begin() as db:
+        await db.execute(IDLE_IN_TRANSACTION_TIMEOUT)
+        yield db
 
 
 async def _finish_left_behind(engine: AsyncEngine, queue: RedisQueue, grace_s: float) -> None:
