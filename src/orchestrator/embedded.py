@@ -83,8 +83,22 @@ def _forget_dead_users(pgdata: Path) -> None:
     users = pgdata / USERS_FILE
     with PostgresServer._lock:
         if users.exists():
-            alive = [pid for pid in json.loads(users.read_text()) if psutil.pid_exists(pid)]
-            users.write_text(json.dumps(alive))
+            try:
+                pids = [int(pid) for pid in json.loads(users.read_text())]
+            except (ValueError, TypeError):  # cut short by a crash while it was written
+                pids = []
+            listed_at = users.stat().st_mtime
+            users.write_text(json.dumps([pid for pid in pids if _alive_since(pid, listed_at)]))
+
+
+def _alive_since(pid: int, listed_at: float) -> bool:
+    """A running process with this pid that existed when the list was written: not a zombie,
+    and not a new process that was given a dead user's pid."""
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= listed_at
+    except psutil.Error:
+        return False
 
 
 @contextmanager

@@ -16,8 +16,8 @@ from tests.helpers import runs, submit, transitions, wait_for
 
 pytestmark = pytest.mark.usefixtures("workers")
 
-# While a task is listed here, completing it fails with the listed SQLSTATE: 40001 (a
-# serialization failure) is worth another try; 22023 is a value PostgreSQL will never accept.
+# While a task is listed here, completing it fails with the listed SQLSTATE: 57P01 is what a
+# server shutting down answers; 22023 is a value PostgreSQL will never accept.
 REFUSE_COMPLETIONS = [
     "CREATE TABLE IF NOT EXISTS refused_completions (task_id uuid PRIMARY KEY, sqlstate text NOT NULL)",
     """
@@ -71,11 +71,9 @@ async def test_a_success_whose_completion_fails_for_a_while_is_completed_once(ap
     payload = {"marker_dir": str(markers), "sleep_s": 0.5}
     run_at = _soon()  # all due together, so their completions share batches with the doomed one
     doomed = await submit(api, "flaky", payload, max_attempts=1, run_at=run_at)
-    await refuse(doomed, "40001")
+    await refuse(doomed, "57P01")
     others = [await submit(api, "flaky", payload, max_attempts=1, run_at=run_at) for _ in range(5)]
 
-    for task_id in others:  # they land while the refused one is still being written
-        assert (await wait_for(api, task_id))["status"] == "COMPLETED"
     await wait_for(api, doomed, statuses={"PROCESSING"})
     # Longer than a lease (3 s in tests): the success must not be given up for a lost worker.
     await asyncio.sleep(4.0)
@@ -89,11 +87,17 @@ async def test_a_success_whose_completion_fails_for_a_while_is_completed_once(ap
         assert runs(markers, task_id) == [1]  # the handler ran once
 
 
-async def test_a_result_the_database_refuses_fails_the_task_saying_why(api, markers, refuse):
-    doomed = await submit(api, "flaky", {"marker_dir": str(markers)}, run_at=_soon())
+async def test_a_result_the_database_refuses_fails_its_task_and_only_that_one(api, markers, refuse):
+    payload = {"marker_dir": str(markers), "sleep_s": 0.5}
+    run_at = _soon()
+    doomed = await submit(api, "flaky", payload, run_at=run_at)
     await refuse(doomed, "22023")
+    others = [await submit(api, "flaky", payload, max_attempts=1, run_at=run_at) for _ in range(5)]
+
     task = await wait_for(api, doomed)
     assert task["status"] == "FAILED"
     assert "result could not be stored" in task["error"]
     assert "completion refused on purpose" in task["error"]
     assert runs(markers, doomed) == [1]  # not run again: another attempt cannot store it either
+    for task_id in others:  # written alone when their batch failed for the doomed row
+        assert (await wait_for(api, task_id))["status"] == "COMPLETED"

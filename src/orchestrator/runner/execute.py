@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
-from orchestrator.db import server_away, transient
+from orchestrator.db import server_away, sqlstate, transient
 from orchestrator.errors import PermanentError, Unprocessable
 from orchestrator.job import JobContext, Suspend
 from orchestrator.queue import Delivery, enqueue
@@ -39,9 +39,16 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# A task no worker of this release can run comes back this much later, so that workers that
-# cannot run it do not pass it between them in a loop while the deploy rolls on.
+# A task whose type this worker does not know comes back ever later (5 s, 10 s, ... 5 min), so
+# that old workers do not pass it between them while a deploy rolls on, and fails after
+# MAX_HAND_BACKS (about 75 minutes in all) when no worker ever knows the type.
 HAND_BACK_DELAY_S = 5.0
+HAND_BACK_DELAY_MAX_S = 300.0
+MAX_HAND_BACKS = 20
+# SQLSTATE classes of a row PostgreSQL refuses for what it holds (data, constraints, sizes, a
+# trigger's RAISE): written again, alone or later, it is refused again.
+REFUSED_ROW = ("22", "23", "54", "P0001")
+STATEMENT_TIMEOUT = "57014"
 
 
 @dataclass
@@ -77,7 +84,7 @@ class Runner:
         try:
             return list(await self._complete(done))
         except Exception as exc:
-            if len(done) == 1 or server_away(exc):
+            if len(done) == 1 or (transient(exc) and _sqlstate(exc) != STATEMENT_TIMEOUT):
                 raise  # every caller tries again: alone, each would meet the same outage
         # One row PostgreSQL refuses fails the whole statement: each alone, so that the others
         # land and only that row's caller sees its error.
@@ -106,9 +113,10 @@ class Runner:
         try:
             checked = self.registry.check(task.type, task.payload)
         except Unprocessable as exc:
-            # The API accepted it, so another release of the job packages knows it (a rolling
-            # deploy): hand it back uncounted, for a worker that can run it, and say why.
-            await self._release(task, _not_runnable_here(task.type, exc), HAND_BACK_DELAY_S)
+            if exc.extra.get("field") == "type":
+                await self._hand_back(task)
+            else:  # this worker knows the type, and its model refuses the payload: for good
+                await self._fail(task, f"{exc.detail} (as this worker's job packages declare it)")
             return
         await self._run(task, checked.job_type, checked.model)
 
@@ -160,7 +168,10 @@ class Runner:
     async def _succeed(self, task: Moved, result: Any) -> None:
         try:
             landed = await self._tracked(self._record_success(task, _json(result)))
-        except Exception as exc:  # PostgreSQL refuses the result itself: no attempt can store it
+        except DBAPIError as exc:
+            if not _sqlstate(exc).startswith((*REFUSED_ROW, STATEMENT_TIMEOUT)):
+                raise  # not the result's doing: the lease runs out and the task is tried again
+            # PostgreSQL refuses the result itself (or cannot write it in time): no attempt can.
             await self._fail(task, f"the handler's result could not be stored: {_database_error(exc)}")
             return
         if not landed:
@@ -172,16 +183,23 @@ class Runner:
         """Write the attempt's success until it lands (True) or the row says the attempt is no
         longer ours (False). The statement is fenced by the attempt, so writing it again can never
         complete twice; a database away for a moment never turns a success into a re-run. The
-        lease is renewed meanwhile, so the task stays ours while the database answers at all."""
+        lease is renewed meanwhile, so the task stays ours while the database answers at all.
+        Other passing errors (a serialization failure, a statement timeout, resources) are tried
+        for one lease at most: they may be this row's own doing, every time."""
+        clock = asyncio.get_running_loop().time
+        give_up_at = clock() + self.settings.task_lease_s
         delay_s = 0.05
         while True:
             try:
                 return await self.completions.submit((task.id, task.attempts, result))
             except Exception as exc:
-                if not transient(exc):
+                if not (server_away(exc) or (transient(exc) and clock() < give_up_at)):
                     raise
                 logger.warning(
-                    "task %s: recording its success failed (%s); trying again", task.id, type(exc).__name__
+                    "task %s: recording its success failed (%s %s); trying again",
+                    task.id,
+                    type(exc).__name__,
+                    _sqlstate(exc),
                 )
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 2.0)
@@ -195,8 +213,10 @@ class Runner:
         while True:  # until cancelled: after the handler too, while its success is being written
             await asyncio.sleep(self.settings.task_heartbeat_s)
             try:
-                async with self.engine.connect() as db:
-                    owned = await transitions.heartbeat(db, task.id, task.attempts, lease_s)
+                # A renewal that hangs must not outlast the lease it is renewing.
+                async with asyncio.timeout(max(0.0, renewed + 0.8 * lease_s - clock())):
+                    async with self.engine.connect() as db:
+                        owned = await transitions.heartbeat(db, task.id, task.attempts, lease_s)
             except Exception:  # a database blip must not kill the handler while the lease holds
                 logger.warning("task %s: lease renewal failed", task.id, exc_info=True)
                 owned = clock() - renewed < 0.8 * lease_s
@@ -223,8 +243,22 @@ class Runner:
     async def _fail(self, task: Moved, error: str) -> None:
         await self._finish(transitions.FAIL, task, error=error, detail={"error": error})
 
-    async def _release(self, task: Moved, reason: str = "worker shutdown", delay_s: float = 0.0) -> None:
-        await self._finish(transitions.RELEASE, task, detail={"reason": reason}, delay_s=delay_s)
+    async def _release(self, task: Moved, detail: dict[str, Any] | None = None, delay_s: float = 0.0) -> None:
+        detail = detail or {"reason": "worker shutdown"}
+        await self._finish(transitions.RELEASE, task, detail=detail, delay_s=delay_s)
+
+    async def _hand_back(self, task: Moved) -> None:
+        """The API accepted the type, so another release of the job packages knows it (a rolling
+        deploy): hand the task back uncounted, saying why, for a worker that can run it; ever
+        later, and after MAX_HAND_BACKS it fails, so a type no worker knows does not loop."""
+        async with self.engine.connect() as db:
+            handed = await transitions.hand_backs(db, task.id)
+        if handed >= MAX_HAND_BACKS:
+            await self._fail(task, f"no worker knows job type {task.type!r} (handed back {handed} times)")
+            return
+        reason = f"this worker does not know job type {task.type!r}; handed back for one that does"
+        delay_s = min(HAND_BACK_DELAY_S * 2**handed, HAND_BACK_DELAY_MAX_S)
+        await self._release(task, {"reason": reason, "hand_back": handed + 1}, delay_s)
 
     async def _wake(self, parent_id: uuid.UUID) -> None:
         """A step ended: its workflow, if it is waiting, is due now."""
@@ -278,15 +312,13 @@ class Runner:
         return moved
 
 
-def _not_runnable_here(job_type: str, refusal: Unprocessable) -> str:
-    if refusal.extra.get("field") == "type":
-        return f"this worker does not know job type {job_type!r}; handed back for one that does"
-    return f"this worker's {job_type} refuses the payload ({refusal.detail}); handed back for another"
-
-
 def _being_cancelled() -> bool:
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0
+
+
+def _sqlstate(exc: BaseException) -> str:
+    return sqlstate(exc) if isinstance(exc, DBAPIError) else ""
 
 
 def _database_error(exc: BaseException) -> str:

@@ -121,8 +121,12 @@ async def _finish_left_behind(engine: AsyncEngine, queue: RedisQueue, grace_s: f
     heartbeats off (PostgreSQL's leases do that work) nothing else ever does: a worker killed
     mid-job leaves it in Redis for good. Finish those whose task went on without them."""
     ids = await queue.redis.lrange(queue.namespace("active"), 0, ACTIVE_CHECKED - 1)  # oldest first
+    # Dequeued over the grace ago by SAQ's clock too: a job just taken is its worker's to finish.
+    taken_before_ms = (time.time() - grace_s) * 1000
     jobs = [
-        job for raw in (await queue.redis.mget(ids) if ids else []) if raw and (job := queue.deserialize(raw))
+        job
+        for raw in (await queue.redis.mget(ids) if ids else [])
+        if raw and (job := queue.deserialize(raw)) and (job.started or 0) < taken_before_ms
     ]
     by_delivery = {delivery: job for job in jobs if (delivery := _delivery_of(job.key)) is not None}
     if not by_delivery:

@@ -279,7 +279,7 @@ COMPLETE_MANY = text(
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
         SELECT id, 'PROCESSING', 'COMPLETED', attempts, :worker FROM moved
     )
-    SELECT id FROM moved
+    SELECT id, attempts FROM moved
     """
 )
 
@@ -292,8 +292,9 @@ async def complete_many(db: Executor, done: list[tuple[uuid.UUID, int, str]], wo
         "results": [result for _, _, result in done],
         "worker": worker,
     }
-    moved = {row.id for row in await db.execute(COMPLETE_MANY, params)}
-    return [task_id in moved for task_id, _, _ in done]
+    # Keyed by attempt too: an old attempt's late write and the new one's may share a batch.
+    moved = {(row.id, row.attempts) for row in await db.execute(COMPLETE_MANY, params)}
+    return [(task_id, attempt) in moved for task_id, attempt, _ in done]
 
 
 # A waiting PENDING task (a workflow) becomes due now: one of its steps has ended.
@@ -315,3 +316,11 @@ async def wake(db: Executor, task_id: uuid.UUID) -> int | None:
 async def heartbeat(db: Executor, task_id: uuid.UUID, attempt: int, lease_s: float) -> bool:
     row = (await db.execute(HEARTBEAT, {"id": task_id, "attempt": attempt, "lease_s": lease_s})).first()
     return row is not None
+
+
+# How often a task was handed back by a worker that did not know its type (a rolling deploy).
+HAND_BACKS = text("SELECT count(*) FROM task_events WHERE task_id = :id AND detail ? 'hand_back'")
+
+
+async def hand_backs(db: Executor, task_id: uuid.UUID) -> int:
+    return int(await db.scalar(HAND_BACKS, {"id": task_id}) or 0)
