@@ -93,3 +93,23 @@ async def test_bad_workflows_are_refused_at_submit(api, payload, message):
     response = await api.post("/tasks", json={"type": "workflow_execute", "payload": payload})
     assert response.status_code == 422
     assert message in response.json()["detail"]
+
+
+async def test_cancelling_a_workflow_stops_its_running_step_and_starts_no_other(api, markers):
+    step = {"type": "flaky", "payload": {"marker_dir": str(markers), "sleep_s": 30}}
+    task_id = await submit(api, "workflow_execute", {"steps": [step, step]})
+    async with asyncio.timeout(30):
+        while not (steps := await children(api, task_id)) or steps[0]["status"] != "PROCESSING":  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    cancelled = await api.post(f"/tasks/{task_id}/cancel")
+    assert cancelled.status_code == 200
+
+    first = await wait_for(api, steps[0]["id"], timeout_s=10)
+    assert first["status"] == "CANCELLED"
+    async with asyncio.timeout(5):  # its handler is stopped at the worker's next heartbeat
+        while not runs(markers, first["id"], "cancelled"):  # noqa: ASYNC110  (another process's file)
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(2.0)  # a few reconciler rounds: nothing may wake the workflow again
+    workflow = (await api.get(f"/tasks/{task_id}")).json()
+    assert workflow["status"] == "CANCELLED"
+    assert [child["status"] for child in workflow["children"]] == ["CANCELLED"]

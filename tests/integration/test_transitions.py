@@ -264,3 +264,24 @@ async def test_wake_makes_only_a_waiting_pending_task_due(db):
     assert await transitions.wake(db, waiting) is None  # already due
     for status in set(TaskStatus) - {TaskStatus.PENDING}:
         assert await transitions.wake(db, await _task_in(db, status)) is None
+
+
+async def test_cancel_steps_cancels_every_unfinished_step_however_deep_and_only_those(db):
+    parent = await _task_in(db, TaskStatus.CANCELLED)
+    steps = {status: await _task_in(db, status) for status in TaskStatus}
+    grandchild = await _task_in(db, TaskStatus.PENDING)
+    stranger = await _task_in(db, TaskStatus.PENDING)  # another task's: never touched
+    for step in steps.values():
+        await db.execute(text("UPDATE tasks SET parent_id = :p WHERE id = :id"), {"p": parent, "id": step})
+    nested = {"p": steps[TaskStatus.PROCESSING], "id": grandchild}
+    await db.execute(text("UPDATE tasks SET parent_id = :p WHERE id = :id"), nested)
+
+    assert await transitions.cancel_steps(db, parent, {"by": "test"}) == 4
+    for status, step in steps.items():
+        after, events = await _state(db, step)
+        if status in (TaskStatus.PENDING, TaskStatus.RETRY, TaskStatus.PROCESSING):
+            assert (after, events) == (TaskStatus.CANCELLED, [(status.value, "CANCELLED")])
+        else:
+            assert (after, events) == (status, [])
+    assert (await _state(db, grandchild))[0] == TaskStatus.CANCELLED
+    assert await _state(db, stranger) == (TaskStatus.PENDING, [])

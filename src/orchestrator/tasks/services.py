@@ -110,8 +110,11 @@ async def list_tasks(
 
 
 async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
-    """PENDING | RETRY | PROCESSING -> CANCELLED; a running handler stops at its next heartbeat."""
-    return await _move(session, transitions.CANCEL, task_id, "cancel")
+    """PENDING | RETRY | PROCESSING -> CANCELLED, and every unfinished step under it (a
+    workflow's); a running handler stops at its next heartbeat."""
+    task = await _move(session, transitions.CANCEL, task_id, "cancel")
+    await transitions.cancel_steps(session, task_id, {"by": "api", "with": str(task_id)})
+    return task
 
 
 async def retry_task(

@@ -142,6 +142,33 @@ CANCEL = _with_event("""
     FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
     WHERE t.id = old.id AND t.status IN ('PENDING', 'RETRY', 'PROCESSING')""")
 
+# PENDING | RETRY | PROCESSING -> CANCELLED for every step under a cancelled task, however deep
+# (a workflow's steps may be workflows): a running step's handler stops at its next heartbeat,
+# and a step recorded a moment before the cancel is cancelled before any worker claims it.
+CANCEL_STEPS = text(
+    """
+    WITH RECURSIVE steps AS (
+        SELECT id FROM tasks WHERE parent_id = :id
+        UNION
+        SELECT t.id FROM tasks AS t JOIN steps ON t.parent_id = steps.id
+    ), old AS (
+        SELECT id, status FROM tasks
+        WHERE id IN (SELECT id FROM steps) AND status IN ('PENDING', 'RETRY', 'PROCESSING')
+        ORDER BY id FOR UPDATE
+    ), moved AS (
+        UPDATE tasks AS t SET status = 'CANCELLED', updated_at = now(), finished_at = now(),
+            lease_until = NULL
+        FROM old
+        WHERE t.id = old.id AND t.status IN ('PENDING', 'RETRY', 'PROCESSING')
+        RETURNING t.id, old.status AS from_status, t.status, t.attempts
+    ), event AS (
+        INSERT INTO task_events (task_id, from_status, to_status, attempt, detail)
+        SELECT id, from_status, status, attempts, CAST(:detail AS JSONB) FROM moved
+    )
+    SELECT id FROM moved
+    """
+)
+
 # FAILED | CANCELLED -> PENDING: a manual retry, with a fresh set of attempts.
 REQUEUE = _with_event("""
     UPDATE tasks AS t SET status = 'PENDING', updated_at = now(),
@@ -324,3 +351,8 @@ HAND_BACKS = text("SELECT count(*) FROM task_events WHERE task_id = :id AND deta
 
 async def hand_backs(db: Executor, task_id: uuid.UUID) -> int:
     return int(await db.scalar(HAND_BACKS, {"id": task_id}) or 0)
+
+
+async def cancel_steps(db: Executor, task_id: uuid.UUID, detail: dict[str, Any]) -> int:
+    """Cancel every unfinished step under `task_id`; how many were."""
+    return len((await db.execute(CANCEL_STEPS, {"id": task_id, "detail": json.dumps(detail)})).all())
