@@ -101,8 +101,11 @@ def server_away(exc: BaseException) -> bool:
 
 def transient(exc: BaseException) -> bool:
     """A database error that the same statement may not meet again a moment later."""
-    return server_away(exc) or (isinstance(exc, sa_exc.DBAPIError) and sqlstate(exc).startswith(TRANSIENT))
+    return server_away(exc) or sqlstate(exc).startswith(TRANSIENT)
 
 
-def sqlstate(exc: sa_exc.DBAPIError) -> str:
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE PostgreSQL answered with; empty for an error that is not the driver's."""
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return ""
     return str(getattr(exc.orig, "sqlstate", "") or "")

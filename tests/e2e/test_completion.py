@@ -101,3 +101,22 @@ async def test_a_result_the_database_refuses_fails_its_task_and_only_that_one(ap
     assert runs(markers, doomed) == [1]  # not run again: another attempt cannot store it either
     for task_id in others:  # written alone when their batch failed for the doomed row
         assert (await wait_for(api, task_id))["status"] == "COMPLETED"
+
+
+async def test_a_passing_error_of_the_row_is_tried_for_one_lease_then_left_to_the_lease(
+    api, settings, markers, refuse
+):
+    # A serialization failure may be this row's own doing every time: after a lease of tries the
+    # worker gives the attempt up to the lease (another attempt runs), not a loop for good.
+    payload = {"marker_dir": str(markers)}
+    doomed = await submit(api, "flaky", payload, run_at=_soon())
+    await refuse(doomed, "40001")
+    await wait_for(api, doomed, statuses={"PROCESSING"})
+    async with asyncio.timeout(20):
+        while runs(markers, doomed) != [1, 2]:  # noqa: ASYNC110  (another process's files)
+            await asyncio.sleep(0.1)
+    await _allow(settings, doomed)
+    task = await wait_for(api, doomed)
+    assert task["status"] == "COMPLETED", task["error"]
+    assert ("PROCESSING", "RETRY") in transitions(task)
+    assert "lease expired" in str(task["history"])

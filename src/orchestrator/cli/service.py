@@ -77,7 +77,8 @@ def worker(processes: int | None, concurrency: int | None) -> None:
 def api(workers: int | None, host: str | None, port: int | None) -> None:
     """Serve the API with Granian against DATABASE_URL and REDIS_URL."""
     settings = _require_urls(load_settings())
-    check_port(host or settings.api_host, port or settings.api_port)
+    host, port = host or settings.api_host, port or settings.api_port
+    check_port(host, port)
     serve_api(settings, workers=workers, host=host, port=port)
 
 
@@ -90,7 +91,7 @@ def migrate(revision: str) -> None:
     migrate_to_head(settings, revision=revision)
 
 
-def serve_api(settings: Settings, *, workers: int | None, host: str | None, port: int | None) -> None:
+def serve_api(settings: Settings, *, workers: int | None, host: str, port: int) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
@@ -98,8 +99,8 @@ def serve_api(settings: Settings, *, workers: int | None, host: str | None, port
         "orchestrator.app:create_app",
         factory=True,
         interface=Interfaces.ASGI,
-        address=host or settings.api_host,
-        port=port or settings.api_port,
+        address=host,
+        port=port,
         workers=workers or settings.api_workers,
         loop=Loops.uvloop,
         respawn_failed_workers=True,
@@ -107,7 +108,7 @@ def serve_api(settings: Settings, *, workers: int | None, host: str | None, port
         workers_kill_timeout=10,
         log_access=False,
     )
-    click.echo(f"orchestrator API on {_base_url(host or settings.api_host, port or settings.api_port)}")
+    click.echo(f"orchestrator API on {_base_url(host, port)}")
     server.serve()
 
 

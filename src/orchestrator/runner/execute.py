@@ -84,7 +84,7 @@ class Runner:
         try:
             return list(await self._complete(done))
         except Exception as exc:
-            if len(done) == 1 or (transient(exc) and _sqlstate(exc) != STATEMENT_TIMEOUT):
+            if len(done) == 1 or (transient(exc) and sqlstate(exc) != STATEMENT_TIMEOUT):
                 raise  # every caller tries again: alone, each would meet the same outage
         # One row PostgreSQL refuses fails the whole statement: each alone, so that the others
         # land and only that row's caller sees its error.
@@ -169,7 +169,7 @@ class Runner:
         try:
             landed = await self._tracked(self._record_success(task, _json(result)))
         except DBAPIError as exc:
-            if not _sqlstate(exc).startswith((*REFUSED_ROW, STATEMENT_TIMEOUT)):
+            if not sqlstate(exc).startswith((*REFUSED_ROW, STATEMENT_TIMEOUT)):
                 raise  # not the result's doing: the lease runs out and the task is tried again
             # PostgreSQL refuses the result itself (or cannot write it in time): no attempt can.
             await self._fail(task, f"the handler's result could not be stored: {_database_error(exc)}")
@@ -199,7 +199,7 @@ class Runner:
                     "task %s: recording its success failed (%s %s); trying again",
                     task.id,
                     type(exc).__name__,
-                    _sqlstate(exc),
+                    sqlstate(exc),
                 )
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 2.0)
@@ -315,10 +315,6 @@ class Runner:
 def _being_cancelled() -> bool:
     current = asyncio.current_task()
     return current is not None and current.cancelling() > 0
-
-
-def _sqlstate(exc: BaseException) -> str:
-    return sqlstate(exc) if isinstance(exc, DBAPIError) else ""
 
 
 def _database_error(exc: BaseException) -> str:
