@@ -1,9 +1,10 @@
 """`crm_update`: apply field and status changes to a lead, then push its state to the CRM.
 
 Every API write to a lead records one (with no changes) so the CRM hears of it. The changes
-are applied against the lead's current version (a concurrent writer makes the attempt fail and
-retry against the fresh version); the push goes to CRM_WEBHOOK_URL, signed (see
-orchestrator.leads.crm_sync). With no webhook configured the sync is reported as skipped.
+are applied once per task, whichever attempts run: a retry after a failed push pushes the lead
+as it is then, and never writes the old changes over a newer write. The push goes to
+CRM_WEBHOOK_URL, signed (see orchestrator.leads.crm_sync). With no webhook configured the sync
+is reported as skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class CrmUpdatePayload(BaseModel):
 async def handle(ctx: JobContext, payload: CrmUpdatePayload) -> dict[str, Any]:
     async with ctx.sessions() as session, session.begin():
         # A lead that is gone raises NotFound: permanent, the task fails without retrying.
-        if payload.changes.model_fields_set:
+        if payload.changes.model_fields_set and await ctx.once(session, "apply changes"):
             lead = await patch_lead(session, payload.lead_id, payload.changes, if_match=None)
         else:
             lead = await get_lead(session, payload.lead_id)

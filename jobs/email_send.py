@@ -1,16 +1,22 @@
 """`email_send`: render a message from templates and the lead, send it once.
 
 Through SMTP when SMTP_URL is set, else as an `.eml` file in EMAIL_OUTBOX_DIR. The Message-ID
-is derived from the task, and the delivery is recorded (email_deliveries) as soon as the server
-accepts it, before the task finishes: a retry or a re-delivery after that finds the record and
-does not send again. (A crash in the instant between the server's acceptance and the record
-could still send twice; the fixed Message-ID lets receivers drop such a copy.)
+is derived from the task. The send is claimed (ctx.once) in a transaction that stays open while
+the server talks and commits the delivery record (email_deliveries) once it has accepted: two
+attempts alive at once (a cancelled one still sending while its retry starts, a worker paused
+past its lease) cannot both send, and a retry after the record finds it and does not send
+again. A send once started is finished and recorded even when its attempt is stopped.
+
+Limits: a crash between the server's acceptance and the commit, or a holder frozen past its
+attempt's timeout, can still lead to a second send; the fixed Message-ID lets receivers drop
+that copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from sqlalchemy.dialects.postgresql import insert
@@ -20,6 +26,9 @@ from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
 from orchestrator.mail.render import build_message, render, unknown_placeholders
 from orchestrator.mail.transport import send_smtp, write_eml
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 
 class EmailPayload(BaseModel):
@@ -76,13 +85,30 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
         html_body=render(payload.html, values, escape=True) if payload.html is not None else None,
         message_id=message_id,
     )
-    if ctx.settings.smtp_url is not None:
-        await send_smtp(message, ctx.settings.smtp_url.get_secret_value())
-        transport = "smtp"
-    else:
-        write_eml(message, ctx.settings.email_outbox_dir)
-        transport = "file"
+    # Once the message may be on its way, nothing that stops this attempt (a cancel, its timeout,
+    # a shutdown) may cut the exchange between the server's acceptance and the record of it.
+    sending = asyncio.ensure_future(_send_once(ctx, message, recipient))
+    _sending.add(sending)
+    sending.add_done_callback(_sending.discard)
+    return await asyncio.shield(sending)
+
+
+_sending: set[asyncio.Future[dict[str, Any]]] = set()  # running sends, kept from the collector
+
+
+async def _send_once(ctx: JobContext, message: EmailMessage, recipient: str) -> dict[str, Any]:
+    message_id = str(message["Message-ID"])
+    transport = "smtp" if ctx.settings.smtp_url is not None else "file"
     async with ctx.sessions() as session, session.begin():
+        if not await ctx.once(session, "send"):
+            sent = await session.get(EmailDelivery, ctx.task_id)
+            if sent is None:  # not a state this job leaves: the claim and the record commit together
+                raise PermanentError("the send was claimed but no delivery was recorded")
+            return _result(sent.message_id, sent.recipient, sent.transport, already_sent=True)
+        if ctx.settings.smtp_url is not None:
+            await send_smtp(message, ctx.settings.smtp_url.get_secret_value())
+        else:
+            write_eml(message, ctx.settings.email_outbox_dir)
         record = {
             "task_id": ctx.task_id,
             "message_id": message_id,

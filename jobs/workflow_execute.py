@@ -64,7 +64,7 @@ async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
         owned = await session.scalar(
             text(
                 "SELECT 1 FROM tasks WHERE id = :id AND status = 'PROCESSING' AND attempts = :attempt"
-                " FOR UPDATE"
+                " FOR NO KEY UPDATE"
             ),
             {"id": ctx.task_id, "attempt": ctx.attempt},
         )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from orchestrator import effects
+from orchestrator.effects import Superseded
 from orchestrator.errors import PermanentError, Unprocessable
 
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ __all__ = [
     "PermanentError",
     "Registry",
     "RetryPolicy",
+    "Superseded",
     "Suspend",
     "discover",
 ]
@@ -76,11 +79,23 @@ class JobContext:
     deliver: Callable[[Sequence[Deliverable]], Awaitable[None]]
     """Enqueue tasks the handler recorded (in a transaction it has committed)."""
     job_types: Registry
+    timeout_s: float
+    """How long this attempt may run."""
 
     @property
     def idempotency_key(self) -> str:
         """The same for every attempt of one task: give it to remotes so a retry is not a second effect."""
         return f"task-{self.task_id}"
+
+    async def once(self, session: AsyncSession, effect: str) -> bool:
+        """Claim `effect` in `session`'s open transaction: True when this attempt is to perform
+        it, False when an earlier attempt of the task did. Perform it, then let the transaction
+        commit: while it is open, another attempt's claim of the same effect waits for it; if it
+        rolls back, the effect counts as not done. Writes made in the same transaction happen
+        exactly once per task. Raises Superseded when this attempt no longer holds the task
+        (cancelled, or taken over by another attempt), so a zombie performs nothing. A claim held
+        past this attempt's timeout (a frozen or cut-off process) is ended by PostgreSQL."""
+        return await effects.claim(session, self.task_id, self.attempt, effect, hold_s=self.timeout_s)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -30,6 +31,10 @@ class FakeCrm(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), CrmHandler)
         self.plans: dict[str, list[int]] = {}
         self.received: list[dict[str, Any]] = []
+        # A lead's planned answers wait for this while its id is in `held`; `arrived` says one is waiting.
+        self.held: set[str] = set()
+        self.arrived = threading.Event()
+        self.release = threading.Event()
 
     @property
     def url(self) -> str:
@@ -47,6 +52,9 @@ class CrmHandler(BaseHTTPRequestHandler):
         # Plans apply to the test's own update; the push that creating the lead triggers gets 200.
         planned = (lead["status"] == "contacted" and self.server.plans.get(lead["id"])) or [200]
         status = planned.pop(0) if signed else 401
+        if lead["id"] in self.server.held and lead["status"] == "contacted":
+            self.server.arrived.set()
+            self.server.release.wait(timeout=30)
         self.server.received.append(
             {"lead": lead, "signed": signed, "key": self.headers.get("Idempotency-Key"), "status": status}
         )
@@ -123,3 +131,24 @@ async def test_a_4xx_fails_at_once_with_the_remote_answer(api, crm):
     assert "CRM answered 400" in task["error"]
     assert "planned 400" in task["error"]
     assert len(calls) == 1
+
+
+async def test_a_retry_pushes_again_without_writing_its_changes_over_a_newer_write(api, crm):
+    """Attempt 1 applies the changes, then its push fails; meanwhile the user writes the lead and
+    is acknowledged. Attempt 2 must push the lead as it now is, not apply the old changes again."""
+    lead = await new_lead(api)
+    crm.plans[lead["id"]] = [500, 200]
+    crm.held.add(lead["id"])
+    payload = {"lead_id": lead["id"], "changes": {"status": "contacted"}}
+    task_id = await submit(api, "crm_update", payload, lead_id=lead["id"])
+    assert await asyncio.to_thread(crm.arrived.wait, 30)
+    current = (await api.get(f"/leads/{lead['id']}")).json()
+    assert current["status"] == "contacted"
+    newer = await api.patch(f"/leads/{lead['id']}", json={"status": "qualified"})
+    assert newer.status_code == 200, newer.text
+    crm.release.set()
+    task = await wait_for(api, task_id, timeout_s=30)
+    assert task["status"] == "COMPLETED", task["error"]
+    assert task["attempts"] == 2
+    assert (await api.get(f"/leads/{lead['id']}")).json()["status"] == "qualified"
+    assert task["result"]["lead_version"] == newer.json()["version"]

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from orchestrator.db import server_away, sqlstate, transient
 from orchestrator.errors import PermanentError, Unprocessable
-from orchestrator.job import JobContext, Suspend
+from orchestrator.job import JobContext, Superseded, Suspend
 from orchestrator.queue import Delivery, enqueue
 from orchestrator.runner.batching import Batcher
 from orchestrator.tasks import transitions
@@ -121,6 +121,7 @@ class Runner:
         await self._run(task, checked.job_type, checked.model)
 
     async def _run(self, task: Moved, job_type: JobType[Any], payload: Any) -> None:
+        timeout_s = task.timeout_s or job_type.timeout_s
         context = JobContext(
             task_id=task.id,
             attempt=task.attempts,
@@ -131,11 +132,11 @@ class Runner:
             http=self.http,
             deliver=self._deliver,
             job_types=self.registry,
+            timeout_s=timeout_s,
         )
         handler = asyncio.create_task(job_type.handler(context, payload))
         lost = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(task, handler, lost))
-        timeout_s = task.timeout_s or job_type.timeout_s
         try:
             result = await asyncio.wait_for(handler, timeout_s)
         except asyncio.CancelledError:
@@ -155,6 +156,8 @@ class Runner:
             )
             if moved is not None:  # children go out only now, so that their end finds us waiting
                 await self._deliver(exc.deliver)
+        except Superseded:
+            logger.info("task %s: attempt %d was cancelled or taken over; it stopped", task.id, task.attempts)
         except PermanentError as exc:
             await self._fail(task, f"{type(exc).__name__}: {exc}")
         except Exception as exc:

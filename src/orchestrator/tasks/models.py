@@ -78,3 +78,14 @@ class TaskEvent(Base):
     detail: Mapped[dict[str, Any] | None]
 
     __table_args__ = (Index("ix_task_events_task_id_id", "task_id", "id"),)
+
+
+class TaskEffect(Base):
+    """A side effect a task performed (or is performing, until the claiming transaction ends)."""
+
+    __tablename__ = "task_effects"
+
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    attempt: Mapped[int]
+    at: Mapped[dt.datetime] = mapped_column(server_default=func.now())

@@ -5,6 +5,10 @@ Each statement names the transition it performs, checks in its WHERE the statuse
 A duplicate, late or zombie delivery therefore updates nothing and gets no row back.
 `status.ALLOWED_FROM` is the state machine these statements implement; a test runs every
 statement from every status and checks it against that table.
+
+Rows are locked FOR NO KEY UPDATE (what the UPDATE itself takes), never FOR UPDATE: a handler's
+transaction holding a row that references the task (a claimed effect, a step it records) must
+not block a cancel or a lease renewal of the same task.
 """
 
 from __future__ import annotations
@@ -110,14 +114,14 @@ RECORD = select(Task).from_statement(
 RETRY = _with_event("""
     UPDATE tasks AS t SET status = 'RETRY', updated_at = now(), error = :error,
         run_at = now() + make_interval(secs => :delay_s), lease_until = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
 # PROCESSING -> FAILED: attempts exhausted, or a permanent error.
 FAIL = _with_event("""
     UPDATE tasks AS t SET status = 'FAILED', updated_at = now(), error = :error, finished_at = now(),
         lease_until = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
 # PROCESSING -> PENDING: a worker hands its task back, the attempt not counted: it is shutting
@@ -125,7 +129,7 @@ FAIL = _with_event("""
 RELEASE = _with_event("""
     UPDATE tasks AS t SET status = 'PENDING', updated_at = now(), attempts = t.attempts - 1,
         run_at = now() + make_interval(secs => :delay_s), lease_until = NULL, worker_id = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
 # PROCESSING -> PENDING: a workflow waits for its step. The run is counted in attempts and the
@@ -133,13 +137,13 @@ RELEASE = _with_event("""
 SUSPEND = _with_event("""
     UPDATE tasks AS t SET status = 'PENDING', updated_at = now(), max_attempts = t.max_attempts + 1,
         run_at = now() + make_interval(secs => :delay_s), lease_until = NULL, worker_id = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
 # PENDING | RETRY | PROCESSING -> CANCELLED: a running handler sees it at its next heartbeat.
 CANCEL = _with_event("""
     UPDATE tasks AS t SET status = 'CANCELLED', updated_at = now(), finished_at = now(), lease_until = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status IN ('PENDING', 'RETRY', 'PROCESSING')""")
 
 # PENDING | RETRY | PROCESSING -> CANCELLED for every step under a cancelled task, however deep
@@ -154,7 +158,7 @@ CANCEL_STEPS = text(
     ), old AS (
         SELECT id, status FROM tasks
         WHERE id IN (SELECT id FROM steps) AND status IN ('PENDING', 'RETRY', 'PROCESSING')
-        ORDER BY id FOR UPDATE
+        ORDER BY id FOR NO KEY UPDATE
     ), moved AS (
         UPDATE tasks AS t SET status = 'CANCELLED', updated_at = now(), finished_at = now(),
             lease_until = NULL
@@ -174,7 +178,7 @@ REQUEUE = _with_event("""
     UPDATE tasks AS t SET status = 'PENDING', updated_at = now(),
         max_attempts = t.attempts + :fresh_attempts, run_at = now(), error = NULL, finished_at = NULL,
         result = NULL, lease_until = NULL, worker_id = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR UPDATE) AS old
+    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status IN ('FAILED', 'CANCELLED')""")
 
 # PROCESSING -> RETRY | FAILED for every task whose worker stopped renewing its lease (killed,
@@ -263,7 +267,7 @@ CLAIM_MANY = text(
     WITH wanted AS (
         SELECT t.id, t.status FROM tasks AS t
         WHERE t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY') AND t.run_at <= now()
-        ORDER BY t.id FOR UPDATE
+        ORDER BY t.id FOR NO KEY UPDATE
     ), moved AS (
         UPDATE tasks AS t SET status = 'PROCESSING', updated_at = now(), attempts = t.attempts + 1,
             started_at = coalesce(t.started_at, now()), worker_id = :worker,
