@@ -17,6 +17,7 @@ up: $(VENV)  ## run the service (embedded PostgreSQL and Redis unless DATABASE_U
 	$(UV) run --locked orchestrator up
 
 test: $(VENV)  ## the whole suite against real PostgreSQL and Redis (pytest exits non-zero if it collects nothing)
+	@.ci/system-packages
 	$(UV) run --locked pytest
 
 load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"

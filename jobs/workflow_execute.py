@@ -71,7 +71,9 @@ async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
         if owned is None:
             raise Suspend("no longer this worker's attempt", POLL_S)
         children = list(
-            (await session.scalars(select(Task).where(Task.parent_id == ctx.task_id).order_by(Task.id))).all()
+            (
+                await session.scalars(select(Task).where(Task.parent_id == ctx.task_id).order_by(Task.step))
+            ).all()
         )
         if children:
             last, number = children[-1], len(children)
@@ -103,6 +105,7 @@ async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
             max_attempts=checked.job_type.retry.max_attempts,
             lead_id=lead_id,
             parent_id=ctx.task_id,
+            step=number,
         )
     raise Suspend(f"step {number} ({step.type}) started", POLL_S, deliver=[child])
 

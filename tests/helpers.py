@@ -6,12 +6,15 @@ Fixtures live in the conftest.py files and use these; test modules import them f
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
+import os
 import time
 import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from litestar.testing import AsyncTestClient
 from saq.job import Status
 from sqlalchemy import text
@@ -35,6 +38,17 @@ TEST_RATE_LIMIT = "10000/second"
 DUE_A_MINUTE_AGO = text(
     "UPDATE tasks SET run_at = now() - interval '1 min', updated_at = now() - interval '1 min' WHERE id = :id"
 )
+
+
+def clock_off_by(seconds: float) -> dict[str, str]:
+    """The environment that runs a child process with its clock `seconds` off (libfaketime), as
+    on a host whose clock is wrong. Skips the test when libfaketime is missing, but under CI."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        if os.environ.get("CI"):
+            pytest.fail("libfaketime is missing: .ci/system-packages installs it")
+        pytest.skip("libfaketime is missing (Debian package faketime)")
+    return {"LD_PRELOAD": found[0], "FAKETIME": f"{seconds:+g}", "FAKETIME_DONT_RESET": "1"}
 
 
 def bearer(key: str) -> dict[str, str]:

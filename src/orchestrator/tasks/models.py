@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -40,6 +41,9 @@ class Task(Timestamped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     parent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
+    # A workflow step's number, given under the workflow's row lock: ids come from the clocks of
+    # the hosts that recorded them, and cannot order steps.
+    step: Mapped[int | None]
     attempts: Mapped[int] = mapped_column(server_default=text("0"))
     max_attempts: Mapped[int] = mapped_column(server_default=text("3"))
     timeout_s: Mapped[float | None]
@@ -51,7 +55,7 @@ class Task(Timestamped, Base):
 
     # Loaded only when asked for (selectinload): a lazy load would be hidden I/O in async code.
     history: Mapped[list[TaskEvent]] = relationship(order_by="TaskEvent.id", lazy="raise", viewonly=True)
-    children: Mapped[list[Task]] = relationship(order_by="Task.id", lazy="raise", viewonly=True)
+    children: Mapped[list[Task]] = relationship(order_by="Task.step", lazy="raise", viewonly=True)
 
     __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (
@@ -61,6 +65,7 @@ class Task(Timestamped, Base):
         Index("ix_tasks_status_run_at", "status", "run_at"),
         Index("ix_tasks_lead_id", "lead_id"),
         Index("ix_tasks_parent_id", "parent_id"),
+        UniqueConstraint("parent_id", "step", name="uq_tasks_parent_id_step"),
         Index("ix_tasks_created_at_id", "created_at", "id"),
     )
 

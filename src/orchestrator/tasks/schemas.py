@@ -54,6 +54,7 @@ class TaskRead(BaseModel):
     error: str | None
     lead_id: uuid.UUID | None
     parent_id: uuid.UUID | None
+    step: int | None = Field(description="Its number among its workflow's steps, from 1")
     attempts: int
     max_attempts: int
     timeout_s: float | None

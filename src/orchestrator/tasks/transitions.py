@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Double, bindparam, select, text
+from sqlalchemy import Double, Integer, bindparam, select, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from uuid_utils.compat import uuid7
 
@@ -91,21 +91,26 @@ RECORD = select(Task).from_statement(
         """
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
-                               timeout_s, run_at)
-            VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :timeout_s,
-                    coalesce(:run_at, now()))
+                               step, timeout_s, run_at)
+            VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :step,
+                    :timeout_s, coalesce(:run_at, now()))
             RETURNING *
         ), event AS (
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
             SELECT id, NULL, 'PENDING', 0 FROM task
         )
-        SELECT * FROM task
+        -- In the model's order, which .columns() matches by position (not the table's order,
+        -- which depends on the migrations that added columns).
+        SELECT id, type, status, payload, result, error, lead_id, parent_id, step, attempts, max_attempts,
+               timeout_s, run_at, started_at, finished_at, worker_id, lease_until, created_at, updated_at
+        FROM task
         """
     )
     .bindparams(
         bindparam("payload", type_=JSONB),
         bindparam("run_at", type_=TIMESTAMP(timezone=True)),
         bindparam("timeout_s", type_=Double),
+        bindparam("step", type_=Integer),
     )
     .columns(*Task.__table__.columns)
 )
@@ -211,10 +216,12 @@ async def record(
     max_attempts: int,
     lead_id: uuid.UUID | None = None,
     parent_id: uuid.UUID | None = None,
+    step: int | None = None,
     run_at: dt.datetime | None = None,
     timeout_s: float | None = None,
 ) -> Task:
-    """A new PENDING task and its first event, in the session's transaction; the caller commits."""
+    """A new PENDING task and its first event, in the session's transaction; the caller commits.
+    The id is a uuid7 from this host's clock: unique, but not an order to rely on (`step` is)."""
     params = {
         "id": uuid7(),
         "type": type,
@@ -222,6 +229,7 @@ async def record(
         "max_attempts": max_attempts,
         "lead_id": lead_id,
         "parent_id": parent_id,
+        "step": step,
         "timeout_s": timeout_s,
         "run_at": run_at,
     }
