@@ -8,9 +8,9 @@ so Redis holds nothing that cannot be rebuilt from the task rows.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from saq.queue.redis import RedisQueue
 
 if TYPE_CHECKING:
+    import datetime as dt
     import uuid
     from collections.abc import Iterable
 
@@ -35,27 +36,34 @@ RUN_TASK = "run_task"
 
 
 class Deliverable(Protocol):
-    """A task row as far as delivering it goes (a `Task`, or what a transition returned)."""
+    """A task row as the statement that wrote it left it (a `Task`)."""
 
     @property
     def id(self) -> uuid.UUID: ...
     @property
     def attempts(self) -> int: ...
     @property
-    def run_at(self) -> dt.datetime | None: ...
+    def run_at(self) -> dt.datetime: ...
+    @property
+    def updated_at(self) -> dt.datetime: ...
 
 
 @dataclass(frozen=True)
 class Delivery:
-    """What SAQ needs to deliver one attempt of a task."""
+    """What SAQ needs to deliver one attempt of a task: which one, and in how many seconds.
+
+    The delay is a difference of two times PostgreSQL wrote, never a time compared with this
+    host's clock: a host behind the database would hold an immediate task back, one ahead
+    would deliver early."""
 
     task_id: uuid.UUID
     attempts: int
-    run_at: dt.datetime | None = None
+    delay_s: float = 0.0
 
     @classmethod
     def of(cls, task: Deliverable) -> Delivery:
-        return cls(task.id, task.attempts, task.run_at)
+        # Both by the database's clock: run_at as of the statement that wrote the row.
+        return cls(task.id, task.attempts, max(0.0, (task.run_at - task.updated_at).total_seconds()))
 
     @property
     def job_key(self) -> str:
@@ -105,9 +113,10 @@ async def enqueue(queue: Queue, deliveries: Iterable[Delivery], job_ttl_s: int) 
 
 
 async def _enqueue_one(queue: Queue, delivery: Delivery, job_ttl_s: int) -> bool:
-    scheduled = 0
-    if delivery.run_at is not None and delivery.run_at > dt.datetime.now(dt.UTC):
-        scheduled = math.ceil(delivery.run_at.timestamp())
+    # SAQ's scheduler moves a job when the clock of the worker that runs it says so: a delay is
+    # as good as the hosts' clocks agree; one that runs early finds the task not yet due
+    # (run_task waits for it), one that runs late is delivered by the reconciler.
+    scheduled = math.ceil(time.time() + delivery.delay_s) if delivery.delay_s > 0 else 0
     job = await queue.enqueue(
         RUN_TASK,
         key=delivery.job_key,

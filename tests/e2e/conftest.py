@@ -48,7 +48,12 @@ def start_api(
     """`orchestrator api` on a free port against the session's servers, ready when returned."""
 
     async def start(workers: int = 2, **extra_env: str) -> Service:
-        env = service_env | {"DATABASE_URL": str(settings.database_url), "REDIS_URL": settings.redis_dsn}
+        # The session's own queue too: on a shared Redis the default one may be anybody's.
+        env = service_env | {
+            "DATABASE_URL": str(settings.database_url),
+            "REDIS_URL": settings.redis_dsn,
+            "QUEUE_NAME": settings.queue_name,
+        }
         env |= extra_env
         port = free_port()
         args = ["api", "--workers", str(workers), "--port", str(port)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import logging
 import traceback
@@ -101,15 +100,11 @@ class Runner:
             return await transitions.complete_many(db, done, self.worker_id)
 
     async def run_task(self, ctx: Context, *, task_id: str) -> None:
-        claim = self.claims.enqueue(_uuid(task_id))
-        try:
-            task = await asyncio.shield(claim)
-        except asyncio.CancelledError:
-            # Shutting down mid-claim: whatever the claim took is handed straight back.
-            claim.add_done_callback(self._release_claimed)
-            raise
+        task = await self._claim(_uuid(task_id))
         if task is None:
-            return  # duplicate, early, late or cancelled delivery: nothing to run
+            task = await self._claim_when_due(_uuid(task_id))
+        if task is None:
+            return  # duplicate, late or cancelled delivery: nothing to run
         try:
             checked = self.registry.check(task.type, task.payload)
         except Unprocessable as exc:
@@ -119,6 +114,26 @@ class Runner:
                 await self._fail(task, f"{exc.detail} (as this worker's job packages declare it)")
             return
         await self._run(task, checked.job_type, checked.model)
+
+    async def _claim(self, task_id: uuid.UUID) -> Moved | None:
+        claim = self.claims.enqueue(task_id)
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # Shutting down mid-claim: whatever the claim took is handed straight back.
+            claim.add_done_callback(self._release_claimed)
+            raise
+
+    async def _claim_when_due(self, task_id: uuid.UUID) -> Moved | None:
+        """A delivery before its task is due (SAQ's scheduler ran on a host whose clock is ahead
+        of the one that enqueued it) waits, by the database's clock, up to about a reconciler
+        round; one due later than that is left to the reconciler, which delivers due tasks."""
+        async with self.engine.connect() as db:
+            wait_s = await transitions.due_in(db, task_id)
+        if wait_s is None or wait_s > self.settings.reconcile_interval_s + self.settings.reconcile_grace_s:
+            return None
+        await asyncio.sleep(wait_s)
+        return await self._claim(task_id)
 
     async def _run(self, task: Moved, job_type: JobType[Any], payload: Any) -> None:
         timeout_s = task.timeout_s or job_type.timeout_s
@@ -237,11 +252,9 @@ class Runner:
             return
         delay_s = job_type.retry.delay_s(task.attempts)
         moved = await self._finish(transitions.RETRY, task, error=error, delay_s=delay_s, detail=detail)
-        if moved is not None:
-            next_run = _now_plus(delay_s)
-            await enqueue(
-                self.queue, [Delivery(task.id, moved.attempts, next_run)], self.settings.saq_job_ttl_s
-            )
+        if moved is not None:  # the statement set run_at to the database's now() plus this delay
+            retry = Delivery(task.id, moved.attempts, delay_s)
+            await enqueue(self.queue, [retry], self.settings.saq_job_ttl_s)
 
     async def _fail(self, task: Moved, error: str) -> None:
         await self._finish(transitions.FAIL, task, error=error, detail={"error": error})
@@ -334,7 +347,3 @@ def _json(result: Any) -> str:
 
 def _uuid(value: str) -> uuid.UUID:
     return uuid.UUID(value)
-
-
-def _now_plus(seconds: float) -> dt.datetime:
-    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)

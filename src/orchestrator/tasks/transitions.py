@@ -365,6 +365,18 @@ async def hand_backs(db: Executor, task_id: uuid.UUID) -> int:
     return int(await db.scalar(HAND_BACKS, {"id": task_id}) or 0)
 
 
+# Seconds until a waiting task is due, by the database's clock (None: not waiting, or due now).
+DUE_IN = text(
+    "SELECT extract(epoch FROM run_at - now()) FROM tasks"
+    " WHERE id = :id AND status IN ('PENDING', 'RETRY') AND run_at > now()"
+)
+
+
+async def due_in(db: Executor, task_id: uuid.UUID) -> float | None:
+    seconds = await db.scalar(DUE_IN, {"id": task_id})
+    return float(seconds) if seconds is not None else None
+
+
 async def cancel_steps(db: Executor, task_id: uuid.UUID, detail: dict[str, Any]) -> int:
     """Cancel every unfinished step under `task_id`; how many were."""
     return len((await db.execute(CANCEL_STEPS, {"id": task_id, "detail": json.dumps(detail)})).all())

@@ -1,0 +1,91 @@
+"""Hosts whose clocks are off (libfaketime): PostgreSQL's clock decides, never theirs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+from typing import TYPE_CHECKING
+
+import httpx
+
+from load.service import Service
+from tests.helpers import bearer, clock_off_by, settings_env, submit, wait_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orchestrator.settings import Settings
+
+
+def worker(settings: Settings, log: Path, **extra_env: str) -> Service:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "1"} | extra_env
+    return Service(["worker", "--processes", "1", "--concurrency", "4"], env, log)
+
+
+async def test_a_step_recorded_by_a_worker_whose_clock_is_behind_still_comes_second(api, settings, tmp_path):
+    ahead = worker(settings, tmp_path / "ahead.log", **clock_off_by(+30))
+    behind = worker(settings, tmp_path / "right.log")
+    try:
+        ahead.start()
+        steps = [
+            {"type": "noop", "payload": {"sleep_s": 5, "echo": {"step": 1}}},
+            {"type": "noop", "payload": {"echo": {"after": "${steps.1.echo.step}", "step": 2}}},
+            {"type": "noop", "payload": {"echo": {"after": "${steps.2.echo.step}", "step": 3}}},
+        ]
+        workflow = await submit(api, "workflow_execute", {"steps": steps})
+        # Step 1 is recorded by the worker 30 s ahead and is running there; that worker stops
+        # (handing step 1 back) and one with the right clock records the later steps.
+        async with asyncio.timeout(60):
+            while not (children := (await api.get(f"/tasks/{workflow}")).json()["children"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        await wait_for(api, children[0]["id"], {"PROCESSING"})
+        assert ahead.stop(signal.SIGTERM, timeout_s=20) == 0
+        behind.start()
+        done = await wait_for(api, workflow, timeout_s=60)
+        assert done["status"] == "COMPLETED", done["error"]
+        echoes = [step["result"]["echo"] for step in done["result"]["steps"]]
+        assert echoes == [{"step": 1}, {"after": 1, "step": 2}, {"after": 2, "step": 3}]
+    finally:
+        ahead.kill_leftovers()
+        behind.kill_leftovers()
+
+
+async def test_an_immediate_task_runs_at_once_when_the_api_and_worker_clocks_are_behind(
+    start_api, api_key, settings, tmp_path
+):
+    """Hosts 10 s behind the database: a task due now is due now, not when their clocks say so."""
+    # Reconciler rounds far apart: it would deliver the task after a round, hiding the delay.
+    slow = worker(settings, tmp_path / "behind.log", RECONCILE_INTERVAL_S="30", **clock_off_by(-10))
+    try:
+        slow.start()
+        api = await start_api(workers=1, **clock_off_by(-10))
+        async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(api_key), timeout=30) as client:
+            await wait_for(client, await submit(client, "noop"), timeout_s=60)  # the worker is up
+            task = await wait_for(client, await submit(client, "noop"), timeout_s=60)
+        assert task["status"] == "COMPLETED"
+        waited = dt.datetime.fromisoformat(task["started_at"]) - dt.datetime.fromisoformat(task["created_at"])
+        assert waited < dt.timedelta(seconds=5), f"an immediate task waited {waited} for the hosts' clocks"
+    finally:
+        slow.kill_leftovers()
+
+
+async def test_a_scheduled_task_delivered_early_by_a_worker_ahead_waits_and_runs_on_time(
+    api, settings, tmp_path
+):
+    """SAQ's scheduler runs by the clock of the worker that polls it: 10 s ahead, it hands the
+    task over 10 s early. The task still starts when PostgreSQL says it is due, not a
+    reconciler round later."""
+    hasty = worker(settings, tmp_path / "ahead.log", RECONCILE_INTERVAL_S="30", **clock_off_by(+10))
+    try:
+        hasty.start()
+        await wait_for(api, await submit(api, "noop"), timeout_s=60)  # the worker is up
+        run_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+        task = await wait_for(api, await submit(api, "noop", run_at=run_at.isoformat()), timeout_s=60)
+        assert task["status"] == "COMPLETED"
+        late = dt.datetime.fromisoformat(task["started_at"]) - dt.datetime.fromisoformat(task["run_at"])
+        assert dt.timedelta(0) <= late < dt.timedelta(seconds=5), f"started {late} after it was due"
+    finally:
+        hasty.kill_leftovers()
