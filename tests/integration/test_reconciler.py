@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from orchestrator.db import in_transaction
 from orchestrator.queue import make_queue
 from orchestrator.runner.reconciler import _step, reconcile_once
-from tests.helpers import dequeued_unclaimed, submit
+from tests.helpers import DUE_A_MINUTE_AGO, dequeued_unclaimed, submit
 
 LATER = "2999-01-01T00:00:00Z"  # never due: only the path under test touches its job
-NEXT_ROUND_DUE = text("DELETE FROM reconciler_rounds")
+NEXT_ROUND_DUE = text("UPDATE reconciler_rounds SET started_at = '1970-01-01'")
 
 
 async def _reconcile(settings, task_id: str) -> Status:
@@ -125,7 +125,12 @@ async def test_a_frozen_round_holder_costs_the_others_a_round_not_their_loop(cli
     try:
         await in_transaction(settings, lambda session: session.execute(NEXT_ROUND_DUE))
         async with engine.connect() as frozen, frozen.begin():
-            await frozen.execute(text("INSERT INTO reconciler_rounds VALUES ('reconcile', now())"))
+            await frozen.execute(
+                text(
+                    "INSERT INTO reconciler_rounds (name, started_at) VALUES ('reconcile', now())"
+                    " ON CONFLICT (name) DO UPDATE SET started_at = now()"
+                )
+            )
             async with asyncio.timeout(5):
                 assert await reconcile_once(engine, queue, settings) is None
     finally:
@@ -142,3 +147,79 @@ async def test_a_round_step_sets_an_idle_in_transaction_timeout(settings):
             assert await db.scalar(text("SHOW idle_in_transaction_session_timeout")) == "10s"
     finally:
         await engine.dispose()
+
+
+async def _due_a_minute_ago(settings, task_id: str) -> str:
+    """The task due and untouched for a minute; its SAQ job id."""
+    params = {"id": uuid.UUID(task_id)}
+    await in_transaction(settings, lambda session: session.execute(DUE_A_MINUTE_AGO, params))
+    queue = make_queue(settings)
+    try:
+        return queue.job_id(f"{task_id}:0")
+    finally:
+        await queue.disconnect()
+
+
+async def _queued(settings, job_id: str) -> bool:
+    queue = make_queue(settings)
+    try:
+        return await queue.redis.lpos(queue.namespace("queued"), job_id) is not None
+    finally:
+        await queue.disconnect()
+
+
+async def test_a_job_whose_data_redis_lost_is_delivered_again(client, settings):
+    # Evicted (an allkeys-* policy) or deleted by hand: its id is still in the incomplete set.
+    task_id = await submit(client, "noop")
+    job_id = await _due_a_minute_ago(settings, task_id)
+    queue = make_queue(settings)
+    try:
+        await queue.redis.lrem(queue.namespace("queued"), 0, job_id)
+        await queue.redis.delete(job_id)
+    finally:
+        await queue.disconnect()
+    assert await _reconcile(settings, task_id) == Status.QUEUED
+    assert await _queued(settings, job_id)
+
+
+async def test_a_queued_job_missing_from_the_queued_list_is_delivered_again(client, settings):
+    # Its data and incomplete entry are there, but no worker will ever pop it.
+    task_id = await submit(client, "noop")
+    job_id = await _due_a_minute_ago(settings, task_id)
+    queue = make_queue(settings)
+    try:
+        await queue.redis.lrem(queue.namespace("queued"), 0, job_id)
+    finally:
+        await queue.disconnect()
+    assert await _reconcile(settings, task_id) == Status.QUEUED
+    assert await _queued(settings, job_id)
+
+
+async def test_due_tasks_rightly_queued_do_not_hide_a_lost_one_behind_the_scan_window(client, settings):
+    # A backlog longer than one round's scan, all of it in Redis: a lost task further on is
+    # still found, a round or two later, not never.
+    backlog = [await submit(client, "noop") for _ in range(3)]
+    oldest = text("UPDATE tasks SET run_at = '1990-01-01', updated_at = '1990-01-01' WHERE id = :id")
+    for task_id in backlog:
+        await in_transaction(
+            settings, lambda session, t=task_id: session.execute(oldest, {"id": uuid.UUID(t)})
+        )
+    lost = await submit(client, "noop")
+    right_after = text("UPDATE tasks SET run_at = '1990-01-02', updated_at = '1990-01-02' WHERE id = :id")
+    await in_transaction(settings, lambda session: session.execute(right_after, {"id": uuid.UUID(lost)}))
+    queue = make_queue(settings)
+    job_id = queue.job_id(f"{lost}:0")
+    await queue.disconnect()
+    queue = make_queue(settings)
+    engine = create_async_engine(settings.sqlalchemy_url)
+    try:
+        await queue.redis.lrem(queue.namespace("queued"), 0, job_id)
+        await queue.redis.zrem(queue.namespace("incomplete"), job_id)
+        await queue.redis.delete(job_id)
+        for _ in range(3):
+            await in_transaction(settings, lambda session: session.execute(NEXT_ROUND_DUE))
+            await reconcile_once(engine, queue, settings, limit=len(backlog))
+    finally:
+        await queue.disconnect()
+        await engine.dispose()
+    assert await _queued(settings, job_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -15,3 +16,6 @@ class ReconcilerRound(Base):
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     started_at: Mapped[dt.datetime]
+    # Where the last round's scan of due tasks stopped (none: the next one starts over).
+    due_after_run_at: Mapped[dt.datetime | None]
+    due_after_id: Mapped[uuid.UUID | None]

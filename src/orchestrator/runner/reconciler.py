@@ -14,7 +14,8 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from saq.job import Status
-from sqlalchemy import text
+from sqlalchemy import Uuid, bindparam, text
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 from sqlalchemy.exc import DBAPIError
 
 from orchestrator.db import sqlstate
@@ -43,17 +44,24 @@ ROUND = text(
     """
 )
 
-# Due tasks untouched for a few seconds: fresh ones were just enqueued by whoever wrote them,
-# and checking each against Redis under load would cost the workers a quarter of their time.
+# Due tasks untouched for a few seconds (fresh ones were just enqueued by whoever wrote them,
+# and checking each against Redis under load would cost the workers a quarter of their time),
+# from where the last round stopped: rightly queued tasks, however many, never hide the others.
+# The partial index ix_tasks_due bounds each scan to the rows it returns.
 DUE = text(
     """
-    SELECT id, attempts FROM tasks
+    SELECT id, attempts, run_at FROM tasks
     WHERE status IN ('PENDING', 'RETRY') AND run_at <= now() - make_interval(secs => :grace_s)
+      AND (run_at, id) > (coalesce(:after_run_at, '-infinity'),
+                          coalesce(:after_id, '00000000-0000-0000-0000-000000000000'))
       AND updated_at <= now() - make_interval(secs => :grace_s)
-    ORDER BY run_at LIMIT :limit
+    ORDER BY run_at, id LIMIT :limit
     """
-)
-
+).bindparams(bindparam("after_run_at", type_=TIMESTAMP(timezone=True)), bindparam("after_id", type_=Uuid))
+DUE_FROM = text("SELECT due_after_run_at, due_after_id FROM reconciler_rounds WHERE name = 'reconcile'")
+DUE_NEXT = text(
+    "UPDATE reconciler_rounds SET due_after_run_at = :run_at, due_after_id = :id WHERE name = 'reconcile'"
+).bindparams(bindparam("run_at", type_=TIMESTAMP(timezone=True)), bindparam("id", type_=Uuid))
 
 # The SAQ jobs, of those given as (task id, attempt it delivered), that their task went on
 # without: no row any more, or a row that is neither running that job's attempt nor waiting for
@@ -70,6 +78,7 @@ LEFT_BEHIND = text(
     """
 )
 ACTIVE_CHECKED = 1000  # per round: the oldest ones first
+LISTS_CHECKED = 10_000  # queued + active job ids read in a round, at most
 IDLE_IN_TRANSACTION_TIMEOUT = text("SET LOCAL idle_in_transaction_session_timeout = '10s'")
 ROUND_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '1s'")
 LOCK_NOT_AVAILABLE = "55P03"
@@ -96,8 +105,14 @@ async def reconcile_once(
     async with _step(engine) as db:
         await forget_expired(db)
     async with _step(engine) as db:
+        after = (await db.execute(DUE_FROM)).first()
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
-        due = [Delivery(row.id, row.attempts) for row in await db.execute(DUE, params)]
+        params |= {"after_run_at": after[0], "after_id": after[1]} if after else {}
+        rows = (await db.execute(DUE, {"after_run_at": None, "after_id": None} | params)).all()
+        # A full page: the next round goes on after it; a short one: the next starts over.
+        last = rows[-1] if len(rows) == limit else None
+        await db.execute(DUE_NEXT, {"run_at": last.run_at if last else None, "id": last.id if last else None})
+        due = [Delivery(row.id, row.attempts) for row in rows]
     redeliver = await _undelivered(queue, due, settings.reconcile_grace_s) if due else []
     enqueued = await enqueue(queue, redeliver, settings.saq_job_ttl_s) if redeliver else 0
     if enqueued:
@@ -155,14 +170,16 @@ def _delivery_of(job_key: str) -> Delivery | None:
 
 
 async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -> list[Delivery]:
-    """The due tasks Redis will not run: job missing, scheduled for later than the task is due
-    (a retry by hand of a cancelled task), or ACTIVE for over `grace_s` while the task was never
-    claimed (its worker died between dequeue and claim). Stuck jobs are finished in SAQ so the
-    key frees up."""
+    """The due tasks Redis will not run: job missing; its id left in SAQ's incomplete set with
+    no data (evicted, deleted by hand); QUEUED but in no list a worker pops (checked while the
+    lists are short); scheduled for later than the task is due (a retry by hand of a cancelled
+    task); or ACTIVE for over `grace_s` while the task was never claimed (its worker died
+    between dequeue and claim). Such jobs are finished or cleared in SAQ so the key frees up."""
+    incomplete = queue.namespace("incomplete")
     async with queue.redis.pipeline(transaction=False) as pipe:
         for delivery in due:
             # The incomplete set holds every queued, scheduled and running SAQ job.
-            pipe.zscore(queue.namespace("incomplete"), queue.job_id(delivery.job_key))
+            pipe.zscore(incomplete, queue.job_id(delivery.job_key))
         scores = await pipe.execute()
     now = time.time()
     # A job dequeued a moment ago is ACTIVE before its claim commits, while our PENDING row was
@@ -174,14 +191,34 @@ async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -
         d.job_key for d, score in zip(due, scores, strict=True) if score is not None and score > now
     }
     jobs = await queue.jobs(delivery.job_key for delivery in held) if held else []
+    poppable = await _poppable(queue) if any(job and job.status == Status.QUEUED for job in jobs) else None
     for delivery, job in zip(held, jobs, strict=True):
-        if job is None:
+        if job is None:  # only its id is left: SAQ's enqueue would take it for a live job
+            await queue.redis.zrem(incomplete, queue.job_id(delivery.job_key))
+            missing.append(delivery)
             continue
         stuck = job.status == Status.ACTIVE and (job.started or 0) < dequeued_before_ms
-        if stuck or delivery.job_key in stale_later:
+        unreachable = job.status == Status.QUEUED and poppable is not None and job.id not in poppable
+        if stuck or unreachable or delivery.job_key in stale_later:
             await queue.finish(job, Status.ABORTED, error="not claimed in time; delivered again")
             missing.append(delivery)
     return missing
+
+
+async def _poppable(queue: RedisQueue) -> set[str] | None:
+    """Every job id a worker may be about to pop or has just popped (the queued and active
+    lists); None when they are too long to read this round (a backlog is draining)."""
+    async with queue.redis.pipeline(transaction=True) as pipe:
+        pipe.llen(queue.namespace("queued"))
+        pipe.llen(queue.namespace("active"))
+        lengths = await pipe.execute()
+    if sum(lengths) > LISTS_CHECKED:
+        return None
+    async with queue.redis.pipeline(transaction=True) as pipe:
+        pipe.lrange(queue.namespace("queued"), 0, -1)
+        pipe.lrange(queue.namespace("active"), 0, -1)
+        queued, active = await pipe.execute()
+    return {job_id.decode() for job_id in (*queued, *active)}
 
 
 async def reconcile_forever(engine: AsyncEngine, queue: RedisQueue, settings: Settings) -> None:

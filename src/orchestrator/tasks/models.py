@@ -63,6 +63,8 @@ class Task(Timestamped, Base):
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
         # The reconciler's scan: due work by status.
         Index("ix_tasks_status_run_at", "status", "run_at"),
+        # ... and its page of waiting tasks in run_at order, read without sorting them all.
+        Index("ix_tasks_due", "run_at", "id", postgresql_where=text("status IN ('PENDING', 'RETRY')")),
         Index("ix_tasks_lead_id", "lead_id"),
         Index("ix_tasks_parent_id", "parent_id"),
         UniqueConstraint("parent_id", "step", name="uq_tasks_parent_id_step"),

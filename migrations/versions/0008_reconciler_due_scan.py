@@ -1,0 +1,35 @@
+"""reconciler due scan: an index for waiting tasks in run_at order, and where the last scan stopped
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-01 20:00:00.000000+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_tasks_due",
+        "tasks",
+        ["run_at", "id"],
+        postgresql_where=sa.text("status IN ('PENDING', 'RETRY')"),
+    )
+    op.add_column(
+        "reconciler_rounds", sa.Column("due_after_run_at", sa.TIMESTAMP(timezone=True), nullable=True)
+    )
+    op.add_column("reconciler_rounds", sa.Column("due_after_id", sa.Uuid(), nullable=True))
+
+
+def downgrade() -> None:
+    op.drop_column("reconciler_rounds", "due_after_id")
+    op.drop_column("reconciler_rounds", "due_after_run_at")
+    op.drop_index("ix_tasks_due", table_name="tasks")
