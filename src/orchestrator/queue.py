@@ -82,6 +82,10 @@ class Deliveries:
     def add(self, *tasks: Deliverable) -> None:
         self.pending.extend(Delivery.of(task) for task in tasks)
 
+    def add_due(self, task_id: uuid.UUID, attempts: int) -> None:
+        """A task a statement of this unit of work made due now (a woken workflow)."""
+        self.pending.append(Delivery(task_id, attempts))
+
 
 def make_queue(settings: Settings) -> RedisQueue:
     """The SAQ queue on its own Redis pool. redis-py's default pool fails at once past 100

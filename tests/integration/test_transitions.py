@@ -240,8 +240,8 @@ async def test_heartbeat_renews_only_the_lease_of_the_attempt_it_holds(db):
 async def test_a_lease_expires_into_failed_on_the_last_attempt_and_retry_before_it(db):
     last = await _task_in(db, TaskStatus.PROCESSING, attempts=5)
     earlier = await _task_in(db, TaskStatus.PROCESSING, attempts=4)
-    will_run_again = await transitions.expire_leases(db)
-    assert will_run_again == [(earlier, 4)]
+    expired = await transitions.expire_leases(db)
+    assert expired.again == [(earlier, 4)]
     assert (await _state(db, last))[0] == TaskStatus.FAILED
     assert (await _state(db, earlier))[0] == TaskStatus.RETRY
 
@@ -251,7 +251,7 @@ async def test_a_live_lease_does_not_expire(db):
     await db.execute(
         text("UPDATE tasks SET lease_until = now() + interval '1 minute' WHERE id = :id"), {"id": task_id}
     )
-    assert await transitions.expire_leases(db) == []
+    assert (await transitions.expire_leases(db)).again == []
     assert await _state(db, task_id) == (TaskStatus.PROCESSING, [])
 
 

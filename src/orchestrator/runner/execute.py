@@ -170,7 +170,9 @@ class Runner:
                 transitions.SUSPEND, task, detail={"waiting": exc.reason}, delay_s=exc.delay_s
             )
             if moved is not None:  # children go out only now, so that their end finds us waiting
-                await self._deliver(exc.deliver)
+                # ... and if one ended while we ran, its wake-up made us due now: go again.
+                woken = [moved] if Delivery.of(moved).delay_s == 0 else []
+                await self._deliver([*exc.deliver, *woken])
         except Superseded:
             logger.info("task %s: attempt %d was cancelled or taken over; it stopped", task.id, task.attempts)
         except PermanentError as exc:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from orchestrator.db import sqlstate
 from orchestrator.idempotency import forget_expired
 from orchestrator.queue import Delivery, enqueue
-from orchestrator.tasks.transitions import expire_leases
+from orchestrator.tasks.transitions import expire_leases, wake
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -101,7 +101,8 @@ async def reconcile_once(
             raise
         return None  # a process frozen mid-round holds the row: skip, its session will end
     async with _step(engine) as db:
-        await expire_leases(db)
+        expired = await expire_leases(db)
+    await _wake(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)
     async with _step(engine) as db:
         await forget_expired(db)
     async with _step(engine) as db:
@@ -167,6 +168,17 @@ def _delivery_of(job_key: str) -> Delivery | None:
         return Delivery(uuid.UUID(task_id), int(attempt))
     except ValueError:
         return None  # not a job of ours
+
+
+async def _wake(engine: AsyncEngine, queue: RedisQueue, workflows: list[uuid.UUID], job_ttl_s: int) -> None:
+    """Workflows whose step failed by its lease running out: due now, not at their next poll."""
+    woken = []
+    for workflow in workflows:
+        async with engine.begin() as db:
+            if (attempts := await wake(db, workflow)) is not None:
+                woken.append(Delivery(workflow, attempts))
+    if woken:
+        await enqueue(queue, woken, job_ttl_s)
 
 
 async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -> list[Delivery]:

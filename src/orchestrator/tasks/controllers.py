@@ -100,9 +100,12 @@ class TaskController(Controller):
 
     @post("/{task_id:uuid}/cancel", status_code=HTTP_200_OK, responses=problems(404, 409))
     async def cancel_task(
-        self, db_session: NamedDependency[AsyncSession], task_id: FromPath[uuid.UUID]
+        self,
+        db_session: NamedDependency[AsyncSession],
+        deliveries: NamedDependency[Deliveries],
+        task_id: FromPath[uuid.UUID],
     ) -> TaskRead:
-        return TaskRead.model_validate(await services.cancel_task(db_session, task_id))
+        return TaskRead.model_validate(await services.cancel_task(db_session, deliveries, task_id))
 
     @post("/{task_id:uuid}/retry", status_code=HTTP_202_ACCEPTED, responses=problems(404, 409))
     async def retry_task(

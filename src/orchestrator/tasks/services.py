@@ -109,11 +109,13 @@ async def list_tasks(
     return await page(session, query, Task.id, cursor, limit)
 
 
-async def cancel_task(session: AsyncSession, task_id: uuid.UUID) -> Task:
+async def cancel_task(session: AsyncSession, deliveries: Deliveries, task_id: uuid.UUID) -> Task:
     """PENDING | RETRY | PROCESSING -> CANCELLED, and every unfinished step under it (a
     workflow's); a running handler stops at its next heartbeat."""
     task = await _move(session, transitions.CANCEL, task_id, "cancel")
     await transitions.cancel_steps(session, task_id, {"by": "api", "with": str(task_id)})
+    if task.parent_id is not None and (attempts := await transitions.wake(session, task.parent_id)):
+        deliveries.add_due(task.parent_id, attempts)  # its workflow sees the cancel now, not at its poll
     return task
 
 

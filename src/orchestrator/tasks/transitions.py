@@ -49,6 +49,8 @@ class Moved:
     timeout_s: float | None
     lead_id: uuid.UUID | None
     parent_id: uuid.UUID | None
+    run_at: dt.datetime
+    updated_at: dt.datetime
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Moved:
@@ -63,12 +65,14 @@ class Moved:
             timeout_s=row.timeout_s,
             lead_id=row.lead_id,
             parent_id=row.parent_id,
+            run_at=row.run_at,
+            updated_at=row.updated_at,
         )
 
 
 # What every single-task transition returns: the task as it left it, and the status it had.
 _MOVED = """t.id, t.type, t.status, old.status AS from_status, t.payload, t.attempts, t.max_attempts,
-              t.timeout_s, t.lead_id, t.parent_id"""
+              t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at"""
 
 
 def _with_event(update: str) -> TextClause:
@@ -141,8 +145,11 @@ RELEASE = _with_event("""
 # budget grows by one, so waiting never exhausts it; due after :delay_s, or when the step ends.
 SUSPEND = _with_event("""
     UPDATE tasks AS t SET status = 'PENDING', updated_at = now(), max_attempts = t.max_attempts + 1,
-        run_at = now() + make_interval(secs => :delay_s), lease_until = NULL, worker_id = NULL
-    FROM (SELECT id, status FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
+        -- A wake-up that landed while it ran (WAKE moved run_at past the claim) makes it due now.
+        run_at = CASE WHEN old.run_at > old.updated_at THEN now()
+                      ELSE now() + make_interval(secs => :delay_s) END,
+        lease_until = NULL, worker_id = NULL
+    FROM (SELECT id, status, run_at, updated_at FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
     WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt""")
 
 # PENDING | RETRY | PROCESSING -> CANCELLED: a running handler sees it at its next heartbeat.
@@ -198,12 +205,12 @@ EXPIRE_LEASES = text(
             finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
             run_at = now(), lease_until = NULL, updated_at = now()
         WHERE t.status = 'PROCESSING' AND t.lease_until < now()
-        RETURNING t.id, t.status, t.attempts, t.worker_id
+        RETURNING t.id, t.status, t.attempts, t.worker_id, t.parent_id
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
         SELECT id, 'PROCESSING', status, attempts, worker_id, '{"error": "lease expired"}'::jsonb FROM moved
     )
-    SELECT id, attempts FROM moved WHERE status = 'RETRY'
+    SELECT id, attempts, status, parent_id FROM moved
     """
 )
 
@@ -252,9 +259,23 @@ async def move(
     return Moved.from_row(row) if row is not None else None
 
 
-async def expire_leases(db: Executor) -> list[tuple[uuid.UUID, int]]:
-    """Expire every lost lease; (task id, attempts) of those that will run again."""
-    return [(row.id, row.attempts) for row in await db.execute(EXPIRE_LEASES)]
+@dataclass(frozen=True)
+class Expired:
+    again: list[tuple[uuid.UUID, int]]
+    """(task id, attempts) of those that will run again."""
+    ended_steps_of: list[uuid.UUID]
+    """Workflows whose step failed for good: to be woken."""
+
+
+async def expire_leases(db: Executor) -> Expired:
+    """Expire every lost lease."""
+    rows = (await db.execute(EXPIRE_LEASES)).all()
+    return Expired(
+        again=[(row.id, row.attempts) for row in rows if row.status == "RETRY"],
+        ended_steps_of=[
+            row.parent_id for row in rows if row.status == "FAILED" and row.parent_id is not None
+        ],
+    )
 
 
 # No status change: the worker holding this attempt renews its lease. No row back means the
@@ -283,7 +304,7 @@ CLAIM_MANY = text(
         FROM wanted AS w
         WHERE t.id = w.id AND t.status IN ('PENDING', 'RETRY')
         RETURNING t.id, t.type, t.status, w.status AS from_status, t.payload, t.attempts, t.max_attempts,
-                  t.timeout_s, t.lead_id, t.parent_id
+                  t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
         SELECT id, from_status, status, attempts, :worker FROM moved
@@ -337,11 +358,13 @@ async def complete_many(db: Executor, done: list[tuple[uuid.UUID, int, str]], wo
 
 
 # A waiting PENDING task (a workflow) becomes due now: one of its steps has ended.
+# A waiting task is made due now. A running one keeps its status and claim time (updated_at)
+# and gets run_at = now(), past its claim: SUSPEND then finds the wake-up instead of losing it.
 WAKE = text(
     """
-    UPDATE tasks SET run_at = now(), updated_at = now()
-    WHERE id = :id AND status = 'PENDING' AND run_at > now()
-    RETURNING id, attempts
+    UPDATE tasks SET run_at = now(), updated_at = CASE WHEN status = 'PENDING' THEN now() ELSE updated_at END
+    WHERE id = :id AND ((status = 'PENDING' AND run_at > now()) OR status = 'PROCESSING')
+    RETURNING id, attempts, status
     """
 )
 
@@ -349,7 +372,7 @@ WAKE = text(
 async def wake(db: Executor, task_id: uuid.UUID) -> int | None:
     """Make a waiting task due now; its attempt count (for the delivery) when it was waiting."""
     row = (await db.execute(WAKE, {"id": task_id})).first()
-    return int(row.attempts) if row is not None else None
+    return int(row.attempts) if row is not None and row.status == "PENDING" else None
 
 
 async def heartbeat(db: Executor, task_id: uuid.UUID, attempt: int, lease_s: float) -> bool:
