@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 
 
 class PromptWorker(Worker[Context]):
-    """SAQ's upkeep loops sleep out their timer (sweep: a minute) before they look at the stop
+    """SAQ's Worker, stopping promptly and never cancelled by Redis.
+
+    SAQ's upkeep loops sleep out their timer (sweep: a minute) before they look at the stop
     event, and `stop()` waits for them as for jobs: every SIGTERM cost the whole grace period.
     They hold no work, so they are cancelled first; the job tasks keep their grace."""
 
@@ -46,6 +48,12 @@ class PromptWorker(Worker[Context]):
             if loop.get_name() != "process":
                 loop.cancel()
         await super().stop()
+
+    async def abort(self, abort_threshold: float) -> None:
+        """Never cancel a running job because its Redis record says ABORTED. The reconciler marks
+        so a job whose claim it judged lost (one slower than the grace may still land), a Redis
+        restored from a snapshot may carry old marks, and an operator cancels through the API:
+        a handler stops when PostgreSQL says its attempt is over (the lease keeper), only then."""
 
 
 async def serve(settings: Settings, concurrency: int) -> None:
