@@ -93,6 +93,8 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
     return await asyncio.shield(sending)
 
 
+# A whole SMTP exchange (each command has its own 30 s): a send can outlive its attempt by this.
+SEND_DEADLINE_S = 300.0
 _sending: set[asyncio.Future[dict[str, Any]]] = set()  # running sends, kept from the collector
 
 
@@ -100,13 +102,15 @@ async def _send_once(ctx: JobContext, message: EmailMessage, recipient: str) -> 
     message_id = str(message["Message-ID"])
     transport = "smtp" if ctx.settings.smtp_url is not None else "file"
     async with ctx.sessions() as session, session.begin():
-        if not await ctx.once(session, "send"):
+        # The send outlives a timed-out attempt (shielded), so the claim must outlive the send.
+        if not await ctx.once(session, "send", hold_s=ctx.timeout_s + SEND_DEADLINE_S + 30):
             sent = await session.get(EmailDelivery, ctx.task_id)
             if sent is None:  # not a state this job leaves: the claim and the record commit together
                 raise PermanentError("the send was claimed but no delivery was recorded")
             return _result(sent.message_id, sent.recipient, sent.transport, already_sent=True)
         if ctx.settings.smtp_url is not None:
-            await send_smtp(message, ctx.settings.smtp_url.get_secret_value())
+            async with asyncio.timeout(SEND_DEADLINE_S):
+                await send_smtp(message, ctx.settings.smtp_url.get_secret_value())
         else:
             write_eml(message, ctx.settings.email_outbox_dir)
         record = {

@@ -23,6 +23,8 @@ from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TERMINAL_STATUSES, TaskStatus
 from orchestrator.tasks.workflows import NAMED, Step, UnresolvedReference, references, resolve
 
+# Steps recorded by workers older than step numbers (a rolling deploy) come after, as recorded.
+STEP_ORDER = (Task.step.asc().nulls_last(), Task.created_at, Task.id)
 # Fallback only: a step's end wakes the workflow at once.
 POLL_S = 15.0
 
@@ -72,7 +74,7 @@ async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
             raise Suspend("no longer this worker's attempt", POLL_S)
         children = list(
             (
-                await session.scalars(select(Task).where(Task.parent_id == ctx.task_id).order_by(Task.step))
+                await session.scalars(select(Task).where(Task.parent_id == ctx.task_id).order_by(*STEP_ORDER))
             ).all()
         )
         if children:

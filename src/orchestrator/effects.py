@@ -26,8 +26,12 @@ CLAIM = text(
 # task that attempt's end (or a cancel meanwhile) took away from this one.
 HOLDS_THE_TASK = text("SELECT 1 FROM tasks WHERE id = :id AND attempts = :attempt AND status = 'PROCESSING'")
 # A holder frozen or cut off mid-effect keeps its claim (and the next attempt waiting) until its
-# session is ended: bounded by the attempt's own timeout.
-BOUND_THE_HOLD = text("SELECT set_config('idle_in_transaction_session_timeout', :ms, true)")
+# session is ended: after `hold_s`, which must outlast the effect itself. A claim waiting for
+# another attempt's may wait as long (statement_timeout would cut it short and cost an attempt).
+BOUND_THE_HOLD = text(
+    "SELECT set_config('idle_in_transaction_session_timeout', :ms, true),"
+    " set_config('statement_timeout', :ms, true)"
+)
 
 
 class Superseded(Exception):

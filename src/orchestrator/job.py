@@ -87,15 +87,18 @@ class JobContext:
         """The same for every attempt of one task: give it to remotes so a retry is not a second effect."""
         return f"task-{self.task_id}"
 
-    async def once(self, session: AsyncSession, effect: str) -> bool:
+    async def once(self, session: AsyncSession, effect: str, hold_s: float | None = None) -> bool:
         """Claim `effect` in `session`'s open transaction: True when this attempt is to perform
         it, False when an earlier attempt of the task did. Perform it, then let the transaction
         commit: while it is open, another attempt's claim of the same effect waits for it; if it
         rolls back, the effect counts as not done. Writes made in the same transaction happen
         exactly once per task. Raises Superseded when this attempt no longer holds the task
         (cancelled, or taken over by another attempt), so a zombie performs nothing. A claim held
-        past this attempt's timeout (a frozen or cut-off process) is ended by PostgreSQL."""
-        return await effects.claim(session, self.task_id, self.attempt, effect, hold_s=self.timeout_s)
+        past `hold_s` (default: this attempt's timeout) is ended by PostgreSQL, so a frozen or
+        cut-off process does not hold it for good: give an effect that may outlive the attempt
+        (one shielded from cancellation) a `hold_s` longer than it can take."""
+        hold_s = self.timeout_s if hold_s is None else hold_s
+        return await effects.claim(session, self.task_id, self.attempt, effect, hold_s=hold_s)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,11 @@ class HoldingInbox:
         self.arrived = threading.Event()
         self.release = threading.Event()
         self.answered = threading.Event()
+        self.slow_s = 0.0  # how long every answer takes
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+        await asyncio.sleep(self.slow_s)
         if not self.arrived.is_set():
             self.arrived.set()
             await asyncio.to_thread(self.release.wait, 60)
@@ -81,4 +83,20 @@ async def test_a_retry_while_the_cancelled_attempt_still_sends_does_not_send_twi
     assert handler.accepted.count(message_id) == 1
     assert task["status"] == "COMPLETED", task["error"]
     assert task["attempts"] == 2
+    assert task["result"]["already_sent"] is True
+
+
+async def test_a_send_slower_than_its_attempts_timeout_is_kept_and_not_sent_again(api, inbox):
+    handler, _ = inbox
+    handler.arrived.set()
+    handler.release.set()
+    handler.slow_s = 4.0
+    try:
+        payload = {"to": f"{uuid.uuid4().hex}@example.com", "subject": "Slow", "text": "slow server"}
+        task_id = await submit(api, "email_send", payload, timeout_s=2)
+        task = await wait_for(api, task_id, timeout_s=90)
+    finally:
+        handler.slow_s = 0.0
+    assert handler.accepted.count(f"<task-{task_id}@orchestrator>") == 1
+    assert task["status"] == "COMPLETED", task["error"]
     assert task["result"]["already_sent"] is True

@@ -128,12 +128,18 @@ class Runner:
         """A delivery before its task is due (SAQ's scheduler ran on a host whose clock is ahead
         of the one that enqueued it) waits, by the database's clock, up to about a reconciler
         round; one due later than that is left to the reconciler, which delivers due tasks."""
-        async with self.engine.connect() as db:
-            wait_s = await transitions.due_in(db, task_id)
-        if wait_s is None or wait_s > self.settings.reconcile_interval_s + self.settings.reconcile_grace_s:
-            return None
-        await asyncio.sleep(wait_s)
-        return await self._claim(task_id)
+        for _ in range(3):  # timers may wake a little early: look again, a few times
+            async with self.engine.connect() as db:
+                wait_s = await transitions.due_in(db, task_id)
+            if (
+                wait_s is None
+                or wait_s > self.settings.reconcile_interval_s + self.settings.reconcile_grace_s
+            ):
+                return None
+            await asyncio.sleep(wait_s + 0.01)
+            if (task := await self._claim(task_id)) is not None:
+                return task
+        return None
 
     async def _run(self, task: Moved, job_type: JobType[Any], payload: Any) -> None:
         timeout_s = task.timeout_s or job_type.timeout_s

@@ -207,6 +207,7 @@ async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -
     for delivery, job in zip(held, jobs, strict=True):
         if job is None:  # only its id is left: SAQ's enqueue would take it for a live job
             await queue.redis.zrem(incomplete, queue.job_id(delivery.job_key))
+            await queue.redis.lrem(queue.namespace("queued"), 0, queue.job_id(delivery.job_key))
             missing.append(delivery)
             continue
         stuck = job.status == Status.ACTIVE and (job.started or 0) < dequeued_before_ms
