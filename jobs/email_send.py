@@ -87,15 +87,12 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
     )
     # Once the message may be on its way, nothing that stops this attempt (a cancel, its timeout,
     # a shutdown) may cut the exchange between the server's acceptance and the record of it.
-    sending = asyncio.ensure_future(_send_once(ctx, message, recipient))
-    _sending.add(sending)
-    sending.add_done_callback(_sending.discard)
-    return await asyncio.shield(sending)
+    outcome: dict[str, Any] = await ctx.protect(_send_once(ctx, message, recipient))
+    return outcome
 
 
 # A whole SMTP exchange (each command has its own 30 s): a send can outlive its attempt by this.
 SEND_DEADLINE_S = 300.0
-_sending: set[asyncio.Future[dict[str, Any]]] = set()  # running sends, kept from the collector
 
 
 async def _send_once(ctx: JobContext, message: EmailMessage, recipient: str) -> dict[str, Any]:

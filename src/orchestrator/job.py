@@ -79,6 +79,9 @@ class JobContext:
     deliver: Callable[[Sequence[Deliverable]], Awaitable[None]]
     """Enqueue tasks the handler recorded (in a transaction it has committed)."""
     job_types: Registry
+    protect: Callable[[Coroutine[Any, Any, Any]], Awaitable[Any]]
+    """Run work to its end even when this attempt is stopped (a cancel, its timeout, a shutdown:
+    the worker waits for it before it exits); for an effect that must not be cut halfway."""
     timeout_s: float
     """How long this attempt may run."""
 

@@ -8,17 +8,13 @@ The SMTP server here holds the first message's answer, so that both attempts are
 from __future__ import annotations
 
 import asyncio
-import email
-import threading
 import uuid
-from email import policy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from load.service import free_port
 from tests.helpers import submit, wait_for
+from tests.inboxes import HoldingInbox, holding_inbox
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -26,35 +22,10 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.usefixtures("workers")
 
 
-class HoldingInbox:
-    """Accepts every message, but answers the first one only once `release` is set."""
-
-    def __init__(self) -> None:
-        self.accepted: list[str] = []
-        self.arrived = threading.Event()
-        self.release = threading.Event()
-        self.answered = threading.Event()
-        self.slow_s = 0.0  # how long every answer takes
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
-        await asyncio.sleep(self.slow_s)
-        if not self.arrived.is_set():
-            self.arrived.set()
-            await asyncio.to_thread(self.release.wait, 60)
-            self.answered.set()
-        self.accepted.append(str(message["Message-ID"]))
-        return "250 Message accepted"
-
-
 @pytest.fixture(scope="module")
 def inbox() -> Iterator[tuple[HoldingInbox, int]]:
-    handler, port = HoldingInbox(), free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield handler, port
-    handler.release.set()
-    controller.stop()
+    with holding_inbox() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

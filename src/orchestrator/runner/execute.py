@@ -153,6 +153,7 @@ class Runner:
             http=self.http,
             deliver=self._deliver,
             job_types=self.registry,
+            protect=self._tracked,
             timeout_s=timeout_s,
         )
         handler = asyncio.create_task(job_type.handler(context, payload))

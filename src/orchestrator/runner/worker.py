@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+DRAIN_S = 30.0
+
 
 class PromptWorker(Worker[Context]):
     """SAQ's Worker, stopping promptly and never cancelled by Redis.
@@ -80,7 +82,8 @@ async def serve(settings: Settings, concurrency: int) -> None:
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
 
     async def shutdown(_: Context) -> None:
-        await runner.drain(timeout_s=10)
+        # Writes that end attempts, and effects under way (an SMTP exchange), finish first.
+        await runner.drain(timeout_s=DRAIN_S)
         for loop in background:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,40 @@
+"""SIGTERM to a worker in the middle of an SMTP exchange: the send finishes and is recorded,
+so the task, handed back and run again, does not send a second time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+
+from load.service import Service
+from tests.helpers import settings_env, submit, wait_for
+from tests.inboxes import holding_inbox
+
+
+async def test_a_worker_stopped_mid_send_finishes_the_send_and_the_retry_does_not_send_again(
+    api, settings, tmp_path
+):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "1"}
+    with holding_inbox() as (inbox, port):
+        env |= {"SMTP_URL": f"smtp://127.0.0.1:{port}", "EMAIL_FROM": "sales@example.com"}
+        worker = Service(["worker", "--processes", "1", "--concurrency", "4"], env, tmp_path / "worker.log")
+        worker.start()
+        assert worker.process is not None
+        try:
+            payload = {"to": f"{uuid.uuid4().hex}@example.com", "subject": "Once", "text": "stop mid-send"}
+            task_id = await submit(api, "email_send", payload)
+            assert await asyncio.to_thread(inbox.arrived.wait, 60)  # the exchange is under way
+            worker.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(3)  # past the grace: the attempt is being stopped, the send is not
+            inbox.release.set()
+            assert worker.process.wait(timeout=60) == 0
+            worker.start()
+            task = await wait_for(api, task_id, timeout_s=60)
+        finally:
+            worker.kill_leftovers()
+    assert inbox.accepted.count(f"<task-{task_id}@orchestrator>") == 1
+    assert task["status"] == "COMPLETED", task["error"]
+    assert task["result"]["already_sent"] is True
