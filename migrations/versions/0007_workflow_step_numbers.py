@@ -28,7 +28,14 @@ def upgrade() -> None:
         WHERE tasks.id = numbered.id
         """
     )
-    op.create_unique_constraint(op.f("uq_tasks_parent_id_step"), "tasks", ["parent_id", "step"])
+    # Built without locking writes out (a busy table would stall every lease renewal), then
+    # attached as the constraint in a moment.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_tasks_parent_id_step")  # a failed earlier run's
+        op.execute("CREATE UNIQUE INDEX CONCURRENTLY uq_tasks_parent_id_step ON tasks (parent_id, step)")
+    op.execute(
+        "ALTER TABLE tasks ADD CONSTRAINT uq_tasks_parent_id_step UNIQUE USING INDEX uq_tasks_parent_id_step"
+    )
 
 
 def downgrade() -> None:

@@ -17,12 +17,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_tasks_due",
-        "tasks",
-        ["run_at", "id"],
-        postgresql_where=sa.text("status IN ('PENDING', 'RETRY')"),
-    )
+    # Built without locking writes out: a busy table would stall every lease renewal.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_tasks_due")  # a failed earlier run's
+        op.create_index(
+            "ix_tasks_due",
+            "tasks",
+            ["run_at", "id"],
+            postgresql_where=sa.text("status IN ('PENDING', 'RETRY')"),
+            postgresql_concurrently=True,
+        )
     op.add_column(
         "reconciler_rounds", sa.Column("due_after_run_at", sa.TIMESTAMP(timezone=True), nullable=True)
     )
