@@ -145,6 +145,13 @@ async def test_a_round_step_sets_an_idle_in_transaction_timeout(settings):
     try:
         async with _step(engine) as db:
             assert await db.scalar(text("SHOW idle_in_transaction_session_timeout")) == "10s"
+            # A holder cut off mid-statement is not idle: TCP keepalives find it gone (over TCP;
+            # a Unix socket has none, and PostgreSQL shows 0 there).
+            if await db.scalar(text("SELECT inet_server_addr() IS NULL")):
+                return
+            assert await db.scalar(text("SHOW tcp_keepalives_idle")) == "10"
+            assert await db.scalar(text("SHOW tcp_keepalives_interval")) == "5"
+            assert await db.scalar(text("SHOW tcp_keepalives_count")) == "3"
     finally:
         await engine.dispose()
 
