@@ -307,3 +307,13 @@ async def test_the_saq_job_carries_only_the_task_id(api, settings):
     assert job.kwargs == {"task_id": task_id}
     assert (job.timeout, job.retries, job.heartbeat) == (0, 1, 0)
     await api.post(f"/tasks/{task_id}/cancel")
+
+
+async def test_a_handler_running_past_several_leases_keeps_its_task_by_renewing(api, settings, markers):
+    sleep_s = 2.5 * settings.task_lease_s  # without renewals the reconciler would hand it on twice
+    task_id = await submit(api, "flaky", {"marker_dir": str(markers), "sleep_s": sleep_s})
+    task = await wait_for(api, task_id, timeout_s=60)
+    assert task["status"] == "COMPLETED"
+    assert task["attempts"] == 1
+    assert runs(markers, task_id) == [1]
+    assert runs(markers, task_id, "cancelled") == []

@@ -8,7 +8,8 @@ import pytest
 
 from tests.factories import lead_body
 
-INJECTIONS = ["' OR 1=1 --", "%' OR '1'='1", "x'; DROP TABLE leads; --", "x\r\nSet-Cookie: hijack=1", "\\x00"]
+# r"\x00" is the four characters; the byte itself, and every control character: test_control_characters.py
+INJECTIONS = ["' OR 1=1 --", "%' OR '1'='1", "x'; DROP TABLE leads; --", "x\r\nSet-Cookie: hijack=1", r"\x00"]
 
 
 async def test_json_nested_deeper_than_the_decoder_allows_is_400_naming_the_limit(client):

@@ -17,6 +17,7 @@ from orchestrator.leads import services
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.leads.schemas import LeadPage, LeadPatch, LeadRead, LeadWrite
 from orchestrator.pagination import PAGE_SIZE_DEFAULT
+from orchestrator.plain_text import NO_CONTROLS
 from orchestrator.queue import Deliveries  # noqa: TC001  (Litestar reads it at runtime)
 from orchestrator.tasks import services as task_services
 from orchestrator.tasks.schemas import TaskPage, TaskRead
@@ -68,9 +69,9 @@ class LeadController(Controller):
     async def list_leads(
         self,
         db_session: NamedDependency[AsyncSession],
-        email: Annotated[str | None, Parameter(max_length=320)] = None,
-        company: Annotated[str | None, Parameter(max_length=200)] = None,
-        source: Annotated[str | None, Parameter(max_length=100)] = None,
+        email: Annotated[str | None, Parameter(max_length=320, pattern=NO_CONTROLS)] = None,
+        company: Annotated[str | None, Parameter(max_length=200, pattern=NO_CONTROLS)] = None,
+        source: Annotated[str | None, Parameter(max_length=100, pattern=NO_CONTROLS)] = None,
         status: FromQuery[LeadStatus | None] = None,
         cursor: Cursor = None,
         limit: Limit = PAGE_SIZE_DEFAULT,

@@ -6,16 +6,25 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from orchestrator.json_bounds import BoundedJSON
 from orchestrator.leads.models import LeadStatus
+from orchestrator.plain_text import PlainText, plain
 
-Name = Annotated[str, StringConstraints(max_length=200)]
-Email = Annotated[EmailStr, StringConstraints(max_length=320)]
+Name = Annotated[PlainText, StringConstraints(max_length=200)]
+Email = Annotated[EmailStr, StringConstraints(max_length=320), AfterValidator(plain)]
 # Stored as sent ("555-5678" included): normalising to E.164 is the lead_process job's work.
-Phone = Annotated[str, StringConstraints(max_length=50)]
-Source = Annotated[str, StringConstraints(max_length=100)]
+Phone = Annotated[PlainText, StringConstraints(max_length=50)]
+Source = Annotated[PlainText, StringConstraints(max_length=100)]
 Score = Annotated[int, Field(ge=0, le=100)]
 
 

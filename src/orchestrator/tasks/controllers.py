@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orchestrator.job import Registry
 from orchestrator.pagination import PAGE_SIZE_DEFAULT
+from orchestrator.plain_text import NO_CONTROLS
 from orchestrator.queue import Deliveries
 from orchestrator.tasks import services
 from orchestrator.tasks.schemas import (
@@ -83,7 +84,7 @@ class TaskController(Controller):
         self,
         db_session: NamedDependency[AsyncSession],
         status: FromQuery[TaskStatus | None] = None,
-        type: Annotated[str | None, Parameter(max_length=100)] = None,
+        type: Annotated[str | None, Parameter(max_length=100, pattern=NO_CONTROLS)] = None,
         lead_id: FromQuery[uuid.UUID | None] = None,
         cursor: Cursor = None,
         limit: Limit = PAGE_SIZE_DEFAULT,

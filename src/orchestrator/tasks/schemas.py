@@ -9,13 +9,14 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from orchestrator.json_bounds import BoundedJSON
+from orchestrator.plain_text import PlainText
 from orchestrator.tasks.status import TaskStatus
 
 
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(max_length=100, description="A job type from GET /jobs")
+    type: PlainText = Field(max_length=100, description="A job type from GET /jobs")
     payload: BoundedJSON = Field(default_factory=dict, description="Validated against the type's schema")
     lead_id: uuid.UUID | None = None
     run_at: AwareDatetime | None = Field(default=None, description="Not before this time (with a timezone)")

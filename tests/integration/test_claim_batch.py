@@ -1,0 +1,43 @@
+"""Deliveries of one task that land in the same claim batch: run_task itself, in one worker's
+event loop, against real PostgreSQL and Redis. Only one of them may run the handler."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+from orchestrator.job import discover
+from orchestrator.queue import make_queue
+from orchestrator.runner.execute import Runner
+from tests.helpers import runs, submit, transitions
+
+
+@pytest.fixture
+async def runner(settings, client):
+    engine = create_async_engine(settings.sqlalchemy_url)
+    queue = make_queue(settings)
+    async with httpx.AsyncClient() as http:
+        yield Runner(
+            engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            sessions=async_sessionmaker(engine),
+            queue=queue,
+            registry=discover(settings.job_packages),
+            settings=settings,
+            worker_id="test-host:1",
+            http=http,
+        )
+    await queue.disconnect()
+    await engine.dispose()
+
+
+async def test_duplicates_in_one_claim_batch_run_the_handler_once(runner, client, tmp_path):
+    task_id = await submit(client, "flaky", {"marker_dir": str(tmp_path)})
+    # Started in one tick: the claims go out together, in one CLAIM_MANY statement.
+    await asyncio.gather(*(runner.run_task({}, task_id=task_id) for _ in range(3)))
+    assert runs(tmp_path, task_id) == [1]
+    task = (await client.get(f"/tasks/{task_id}")).json()
+    assert task["status"] == "COMPLETED"
+    assert transitions(task) == [(None, "PENDING"), ("PENDING", "PROCESSING"), ("PROCESSING", "COMPLETED")]
