@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv/.synced
 
-.PHONY: up test load lint format check clean
+.PHONY: up test mutants load lint format check clean
 
 $(VENV): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -19,6 +19,10 @@ up: $(VENV)  ## run the service (embedded PostgreSQL and Redis unless DATABASE_U
 test: $(VENV)  ## the whole suite against real PostgreSQL and Redis (pytest exits non-zero if it collects nothing)
 	@.ci/system-packages
 	$(UV) run --locked pytest
+
+mutants: $(VENV)  ## break the product on purpose (tests/mutants/catalog.py) and check the tests catch each; MUTANTS_ARGS="--quick"
+	@.ci/system-packages
+	$(UV) run --locked python -m tests.mutants.run $(MUTANTS_ARGS)
 
 load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"
 	$(UV) run --locked python -m load $(LOAD_ARGS)

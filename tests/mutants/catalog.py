@@ -1,0 +1,203 @@
+"""Mutants of the delivery protocol, the reconciler, effects, auth and input checks: each a small
+change that breaks a promise, with the tests that must fail because of it.
+
+`quick` mutants are killed by integration tests alone (seconds); CI runs those, and
+`make mutants` runs them all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRANSITIONS = "src/orchestrator/tasks/transitions.py"
+RECONCILER = "src/orchestrator/runner/reconciler.py"
+EXECUTE = "src/orchestrator/runner/execute.py"
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    quick: bool = False
+    every: bool = False  # replace every occurrence of `old` (else it must occur exactly once)
+
+
+MUTANTS = [
+    Mutant(
+        "a zombie's finish lands: no attempt guard on RETRY, FAIL, RELEASE, SUSPEND",
+        TRANSITIONS,
+        "WHERE t.id = old.id AND t.status = 'PROCESSING' AND t.attempts = :attempt",
+        "WHERE t.id = old.id AND t.status = 'PROCESSING'",
+        ("tests/integration/test_transitions.py",),
+        quick=True,
+        every=True,
+    ),
+    Mutant(
+        "a zombie's completion lands: no attempt guard on COMPLETE_MANY",
+        TRANSITIONS,
+        "WHERE t.id = d.id AND t.status = 'PROCESSING' AND t.attempts = d.attempt",
+        "WHERE t.id = d.id AND t.status = 'PROCESSING'",
+        ("tests/integration/test_transitions.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a zombie renews a lease it lost: no attempt guard on HEARTBEAT",
+        TRANSITIONS,
+        "WHERE id = :id AND status = 'PROCESSING' AND attempts = :attempt",
+        "WHERE id = :id AND status = 'PROCESSING'",
+        ("tests/integration/test_transitions.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a claim takes a cancelled task",
+        TRANSITIONS,
+        "t.status IN ('PENDING', 'RETRY')",
+        "t.status IN ('PENDING', 'RETRY', 'CANCELLED')",
+        ("tests/integration/test_transitions.py",),
+        quick=True,
+        every=True,  # both guards of CLAIM_MANY: the rows it locks, and the rows it moves
+    ),
+    Mutant(
+        "two deliveries in one claim batch both get the task",
+        TRANSITIONS,
+        "return [moved.pop(task_id, None) for task_id in ids]",
+        "return [moved.get(task_id) for task_id in ids]",
+        ("tests/integration/test_claim_batch.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a lease is never extended",
+        TRANSITIONS,
+        "UPDATE tasks SET lease_until = now() + make_interval(secs => :lease_s)",
+        "UPDATE tasks SET lease_until = lease_until",
+        ("tests/e2e/test_runner.py::test_a_handler_running_past_several_leases_keeps_its_task_by_renewing",),
+    ),
+    Mutant(
+        "the reconciler does nothing",
+        RECONCILER,
+        '    its own: a scan that fails (a statement timeout, Redis away) undoes no step before it."""\n',
+        '    its own: a scan that fails (a statement timeout, Redis away) undoes no step before it."""\n'
+        "    return 0\n",
+        ("tests/integration/test_reconciler.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a job id left without its data counts as will-run",
+        RECONCILER,
+        "        if job is None:  # only its id is left",
+        "        if job is None:\n            continue\n        if job is None:  # only its id is left",
+        ("tests/integration/test_reconciler.py::test_a_job_whose_data_redis_lost_is_delivered_again",),
+        quick=True,
+    ),
+    Mutant(
+        "the due scan always starts over",
+        RECONCILER,
+        "last = rows[-1] if len(rows) == limit else None",
+        "last = None",
+        (
+            "tests/integration/test_reconciler.py::"
+            "test_due_tasks_rightly_queued_do_not_hide_a_lost_one_behind_the_scan_window",
+        ),
+        quick=True,
+    ),
+    Mutant(
+        "a failed step's lease expiry does not wake its workflow",
+        RECONCILER,
+        "    await _wake(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)\n",
+        "",
+        ("tests/integration/test_wakeups.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a wake-up that lands while the workflow runs is dropped",
+        TRANSITIONS,
+        "run_at = CASE WHEN old.run_at > old.updated_at THEN now()",
+        "run_at = CASE WHEN false THEN now()",
+        ("tests/integration/test_wakeups.py",),
+        quick=True,
+    ),
+    Mutant(
+        "an effect is claimed by an attempt that no longer holds its task",
+        "src/orchestrator/effects.py",
+        "    if won is not None:\n        await ensure_current(session, task_id, attempt)\n",
+        "",
+        ("tests/integration/test_effects.py",),
+        quick=True,
+    ),
+    Mutant(
+        "crm_update applies its changes on every attempt",
+        "jobs/crm_update.py",
+        'and await ctx.once(session, "apply changes")',
+        "",
+        (
+            "tests/e2e/test_crm_webhook.py::test_a_retry_pushes_again_without_writing_its_changes_over_a_newer_write",
+        ),
+    ),
+    Mutant(
+        "email_send sends without claiming the send",
+        "jobs/email_send.py",
+        'if not await ctx.once(session, "send", hold_s=ctx.timeout_s + SEND_DEADLINE_S + 30):',
+        "if False:",
+        ("tests/e2e/test_email_attempts.py",),
+    ),
+    Mutant(
+        "a send under way is cut when the worker stops",
+        "jobs/email_send.py",
+        "await ctx.protect(_send_once(ctx, message, recipient))",
+        "await _send_once(ctx, message, recipient)",
+        ("tests/e2e/test_email_shutdown.py",),
+    ),
+    Mutant(
+        "workflow steps are ordered by their ids (a host's clock)",
+        "jobs/workflow_execute.py",
+        "STEP_ORDER = (Task.step.asc().nulls_last(), Task.created_at, Task.id)",
+        "STEP_ORDER = (Task.id,)",
+        (
+            "tests/e2e/test_clocks.py::test_a_step_recorded_by_a_worker_whose_clock_is_behind_still_comes_second",
+        ),
+    ),
+    Mutant(
+        "an immediate task's delivery is timed by the host's clock",
+        "src/orchestrator/queue.py",
+        "return cls(task.id, task.attempts, max(0.0, (task.run_at - task.updated_at).total_seconds()))",
+        "return cls(task.id, task.attempts, max(0.0, task.run_at.timestamp() - time.time()))",
+        (
+            "tests/e2e/test_clocks.py::"
+            "test_an_immediate_task_runs_at_once_when_the_api_and_worker_clocks_are_behind",
+        ),
+    ),
+    Mutant(
+        "SAQ's abort poll may stop a live run",
+        "src/orchestrator/runner/worker.py",
+        "    async def abort(self, abort_threshold: float) -> None:",
+        "    async def _abort_off(self, abort_threshold: float) -> None:",
+        ("tests/e2e/test_slow_claim.py",),
+    ),
+    Mutant(
+        "a read-only key may write",
+        "src/orchestrator/auth/middleware.py",
+        "_require(connection, Scope.READ if method in SAFE_METHODS else Scope.WRITE)",
+        "_require(connection, Scope.READ)",
+        ("tests/integration/test_auth.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a write key reaches the operators' SAQ UI",
+        "src/orchestrator/auth/middleware.py",
+        "    _require(connection, Scope.ADMIN)",
+        "    _require(connection, Scope.WRITE)",
+        ("tests/integration/test_saq_ui.py", "tests/integration/test_auth.py"),
+        quick=True,
+    ),
+    Mutant(
+        "control characters pass",
+        "src/orchestrator/plain_text.py",
+        '_CONTROL = re.compile(r"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]")',
+        '_CONTROL = re.compile(r"[^\\s\\S]")',
+        ("tests/integration/test_control_characters.py",),
+        quick=True,
+    ),
+]
