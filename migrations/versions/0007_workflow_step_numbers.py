@@ -28,16 +28,16 @@ def upgrade() -> None:
         WHERE tasks.id = numbered.id
         """
     )
-    # Built without locking writes out (a busy table would stall every lease renewal), then
-    # attached as the constraint in a moment.
+    # Only steps are indexed (a top-level task would pay for an entry it never uses), built
+    # without locking writes out: a busy table would stall every lease renewal.
     with op.get_context().autocommit_block():
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_tasks_parent_id_step")  # a failed earlier run's
-        op.execute("CREATE UNIQUE INDEX CONCURRENTLY uq_tasks_parent_id_step ON tasks (parent_id, step)")
-    op.execute(
-        "ALTER TABLE tasks ADD CONSTRAINT uq_tasks_parent_id_step UNIQUE USING INDEX uq_tasks_parent_id_step"
-    )
+        op.execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY uq_tasks_parent_id_step ON tasks (parent_id, step)"
+            " WHERE parent_id IS NOT NULL"
+        )
 
 
 def downgrade() -> None:
-    op.drop_constraint(op.f("uq_tasks_parent_id_step"), "tasks", type_="unique")
+    op.drop_index("uq_tasks_parent_id_step", table_name="tasks")
     op.drop_column("tasks", "step")

@@ -1,4 +1,8 @@
-"""reconciler due scan: an index for waiting tasks in run_at order, and where the last scan stopped
+"""reconciler scans: partial indexes for waiting and running tasks, and where the last due scan stopped
+
+The due scan reads waiting tasks in run_at order (ix_tasks_due) and lease expiry reads running
+ones (ix_tasks_processing); both replace ix_tasks_status_run_at, which every status change of
+every task had to update. A renewal changes neither index's columns, so it stays a HOT update.
 
 Revision ID: 0008
 Revises: 0007
@@ -27,6 +31,15 @@ def upgrade() -> None:
             postgresql_where=sa.text("status IN ('PENDING', 'RETRY')"),
             postgresql_concurrently=True,
         )
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_tasks_processing")
+        op.create_index(
+            "ix_tasks_processing",
+            "tasks",
+            ["id"],
+            postgresql_where=sa.text("status = 'PROCESSING'"),
+            postgresql_concurrently=True,
+        )
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_tasks_status_run_at")
     op.add_column(
         "reconciler_rounds", sa.Column("due_after_run_at", sa.TIMESTAMP(timezone=True), nullable=True)
     )
@@ -36,4 +49,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("reconciler_rounds", "due_after_id")
     op.drop_column("reconciler_rounds", "due_after_run_at")
+    op.create_index("ix_tasks_status_run_at", "tasks", ["status", "run_at"])
+    op.drop_index("ix_tasks_processing", table_name="tasks")
     op.drop_index("ix_tasks_due", table_name="tasks")

@@ -15,7 +15,6 @@ from sqlalchemy import (
     Index,
     String,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
@@ -61,13 +60,19 @@ class Task(Timestamped, Base):
     __table_args__ = (
         CheckConstraint("attempts >= 0", name="attempts_non_negative"),
         CheckConstraint("max_attempts >= 1", name="max_attempts_positive"),
-        # The reconciler's scan: due work by status.
-        Index("ix_tasks_status_run_at", "status", "run_at"),
-        # ... and its page of waiting tasks in run_at order, read without sorting them all.
+        # The reconciler's scans: waiting tasks in run_at order (a page read without sorting them
+        # all), and running ones for lease expiry. Partial, so finished tasks cost them nothing.
         Index("ix_tasks_due", "run_at", "id", postgresql_where=text("status IN ('PENDING', 'RETRY')")),
+        Index("ix_tasks_processing", "id", postgresql_where=text("status = 'PROCESSING'")),
         Index("ix_tasks_lead_id", "lead_id"),
         Index("ix_tasks_parent_id", "parent_id"),
-        UniqueConstraint("parent_id", "step", name="uq_tasks_parent_id_step"),
+        Index(
+            "uq_tasks_parent_id_step",
+            "parent_id",
+            "step",
+            unique=True,
+            postgresql_where=text("parent_id IS NOT NULL"),
+        ),
         Index("ix_tasks_created_at_id", "created_at", "id"),
     )
 
