@@ -30,6 +30,8 @@ from orchestrator.mail.transport import send_smtp, write_eml
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
+    from sqlalchemy.ext.asyncio import AsyncSession
+
 
 class EmailPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -85,26 +87,38 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
         html_body=render(payload.html, values, escape=True) if payload.html is not None else None,
         message_id=message_id,
     )
-    # Once the message may be on its way, nothing that stops this attempt (a cancel, its timeout,
-    # a shutdown) may cut the exchange between the server's acceptance and the record of it.
-    outcome: dict[str, Any] = await ctx.protect(_send_once(ctx, message, recipient))
-    return outcome
+    # The claim may wait for another attempt's; that wait is this attempt's to give up. Once the
+    # send is ours, nothing that stops this attempt (a cancel, its timeout, a shutdown) may cut
+    # the exchange between the server's acceptance and the record of it.
+    session = ctx.sessions()
+    handed_over = False
+    try:
+        await session.begin()
+        # The send outlives a timed-out attempt (protected), so the claim must outlive the send.
+        if not await ctx.once(session, "send", hold_s=ctx.timeout_s + SEND_DEADLINE_S + 30):
+            sent = await session.get(EmailDelivery, ctx.task_id)
+            if sent is None:  # not a state this job leaves: the claim and the record commit together
+                raise PermanentError("the send was claimed but no delivery was recorded")
+            return _result(sent.message_id, sent.recipient, sent.transport, already_sent=True)
+        handed_over = True  # no await between this and the protected work taking the session
+        outcome: dict[str, Any] = await ctx.protect(_send_and_record(ctx, session, message, recipient))
+        return outcome
+    finally:
+        if not handed_over:
+            await session.close()
 
 
 # A whole SMTP exchange (each command has its own 30 s): a send can outlive its attempt by this.
 SEND_DEADLINE_S = 300.0
 
 
-async def _send_once(ctx: JobContext, message: EmailMessage, recipient: str) -> dict[str, Any]:
+async def _send_and_record(
+    ctx: JobContext, session: AsyncSession, message: EmailMessage, recipient: str
+) -> dict[str, Any]:
+    """Send, record and commit in the claim's transaction; the session is this function's."""
     message_id = str(message["Message-ID"])
     transport = "smtp" if ctx.settings.smtp_url is not None else "file"
-    async with ctx.sessions() as session, session.begin():
-        # The send outlives a timed-out attempt (shielded), so the claim must outlive the send.
-        if not await ctx.once(session, "send", hold_s=ctx.timeout_s + SEND_DEADLINE_S + 30):
-            sent = await session.get(EmailDelivery, ctx.task_id)
-            if sent is None:  # not a state this job leaves: the claim and the record commit together
-                raise PermanentError("the send was claimed but no delivery was recorded")
-            return _result(sent.message_id, sent.recipient, sent.transport, already_sent=True)
+    try:
         if ctx.settings.smtp_url is not None:
             async with asyncio.timeout(SEND_DEADLINE_S):
                 await send_smtp(message, ctx.settings.smtp_url.get_secret_value())
@@ -117,6 +131,9 @@ async def _send_once(ctx: JobContext, message: EmailMessage, recipient: str) -> 
             "transport": transport,
         }
         await session.execute(insert(EmailDelivery).values(record).on_conflict_do_nothing())
+        await session.commit()
+    finally:
+        await session.close()
     return _result(message_id, recipient, transport, already_sent=False)
 
 

@@ -7,7 +7,6 @@ Create Date: 2026-12-01 19:30:00.000000+00:00
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
@@ -17,7 +16,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("tasks", sa.Column("step", sa.Integer(), nullable=True))
+    # IF NOT EXISTS: the index below is built outside the transaction, so a run that failed there
+    # has committed this and the numbering already, and is run again from the start.
+    op.execute("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS step integer")
     # Steps recorded before this revision: in the order PostgreSQL recorded them (created_at is
     # the database's clock; the id, from a worker's clock, only breaks ties).
     op.execute(

@@ -1,8 +1,9 @@
 """reconciler scans: partial indexes for waiting and running tasks, and where the last due scan stopped
 
-The due scan reads waiting tasks in run_at order (ix_tasks_due) and lease expiry reads running
-ones (ix_tasks_processing); both replace ix_tasks_status_run_at, which every status change of
-every task had to update. A renewal changes neither index's columns, so it stays a HOT update.
+The due scan reads waiting tasks in run_at order (ix_tasks_due), lease expiry reads running ones
+(ix_tasks_processing), and listing failed or cancelled tasks reads ix_tasks_ended_badly. They
+replace ix_tasks_status_run_at, which every status change of every task had to update. A renewal
+changes none of their columns, so it stays a HOT update.
 
 Revision ID: 0008
 Revises: 0007
@@ -39,6 +40,15 @@ def upgrade() -> None:
             postgresql_where=sa.text("status = 'PROCESSING'"),
             postgresql_concurrently=True,
         )
+        # Listing failed or cancelled tasks by id, which ix_tasks_status_run_at also served.
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_tasks_ended_badly")
+        op.create_index(
+            "ix_tasks_ended_badly",
+            "tasks",
+            ["id"],
+            postgresql_where=sa.text("status IN ('FAILED', 'CANCELLED')"),
+            postgresql_concurrently=True,
+        )
         op.execute("DROP INDEX CONCURRENTLY IF EXISTS ix_tasks_status_run_at")
     op.add_column(
         "reconciler_rounds", sa.Column("due_after_run_at", sa.TIMESTAMP(timezone=True), nullable=True)
@@ -50,5 +60,6 @@ def downgrade() -> None:
     op.drop_column("reconciler_rounds", "due_after_id")
     op.drop_column("reconciler_rounds", "due_after_run_at")
     op.create_index("ix_tasks_status_run_at", "tasks", ["status", "run_at"])
+    op.drop_index("ix_tasks_ended_badly", table_name="tasks")
     op.drop_index("ix_tasks_processing", table_name="tasks")
     op.drop_index("ix_tasks_due", table_name="tasks")

@@ -1,4 +1,5 @@
-"""What a client's text may hold: no control characters but tab, line feed and carriage return.
+"""What a client's text may hold: no control characters (C0, DEL, C1) but tab, line feed and
+carriage return.
 
 PostgreSQL refuses NUL in text (a 500 if it got that far); the others have no business in a
 lead or a payload, and would reach logs, CSV exports, terminals and mail headers. Refused with
@@ -12,9 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # For query parameters, which Litestar checks against a pattern.
-NO_CONTROLS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+NO_CONTROLS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"
 
 
 def _refused(value: str) -> str | None:

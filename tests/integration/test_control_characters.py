@@ -8,7 +8,7 @@ import pytest
 from tests.factories import lead_body
 
 # Real characters, not their escapes: "\x00" here is one NUL byte. Tab, LF and CR are text.
-CONTROLS = ["\x00", "a\x01b", "\x08", "\x0b", "\x1b[31m", "\x7f"]
+CONTROLS = ["\x00", "a\x01b", "\x08", "\x0b", "\x1b[31m", "\x7f", "\x9b31m"]
 LEAD_FIELDS = ["first_name", "last_name", "email", "phone", "company", "source"]
 
 

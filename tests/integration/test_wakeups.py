@@ -86,3 +86,28 @@ async def test_a_wake_up_that_lands_while_the_workflow_runs_makes_its_suspend_du
     finally:
         await engine.dispose()
     assert await _due(settings, parent)
+
+
+async def test_a_wake_up_from_a_transaction_older_than_the_claim_is_not_lost(client, settings):
+    # The API's transaction began (its now() is fixed) before the workflow was claimed; its wake
+    # lands while the workflow runs, and must still count as after the claim.
+    parent, child = await _family(client, settings, "PROCESSING")
+    engine = create_async_engine(settings.sqlalchemy_url)
+    worker = engine.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as api, api.begin():
+            await api.execute(text("SELECT now()"))  # the transaction's clock starts here
+            async with worker.connect() as db:
+                await db.execute(text("UPDATE tasks SET run_at = now() WHERE id = :id"), {"id": parent})
+                [claimed] = await transitions.claim_many(db, [parent], WORKER, 30.0)
+                assert claimed is not None
+            await transitions.move(api, transitions.CANCEL, child, worker=None, detail={"by": "api"})
+            await transitions.wake(api, parent)
+        async with worker.connect() as db:
+            suspended = await transitions.move(
+                db, transitions.SUSPEND, parent, worker=WORKER, attempt=claimed.attempts, delay_s=15.0
+            )
+            assert suspended is not None
+    finally:
+        await engine.dispose()
+    assert await _due(settings, parent)

@@ -146,8 +146,8 @@ MUTANTS = [
     Mutant(
         "a send under way is cut when the worker stops",
         "jobs/email_send.py",
-        "await ctx.protect(_send_once(ctx, message, recipient))",
-        "await _send_once(ctx, message, recipient)",
+        "await ctx.protect(_send_and_record(ctx, session, message, recipient))",
+        "await _send_and_record(ctx, session, message, recipient)",
         ("tests/e2e/test_email_shutdown.py",),
     ),
     Mutant(
@@ -195,7 +195,7 @@ MUTANTS = [
     Mutant(
         "control characters pass",
         "src/orchestrator/plain_text.py",
-        '_CONTROL = re.compile(r"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]")',
+        '_CONTROL = re.compile(r"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]")',
         '_CONTROL = re.compile(r"[^\\s\\S]")',
         ("tests/integration/test_control_characters.py",),
         quick=True,

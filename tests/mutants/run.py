@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,27 @@ def run_tests(mutant: Mutant, tree: Path, timeout_s: float) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr)[-3000:]
 
 
+def _verdict(code: int | None, output: str) -> str:
+    """Killed only by a test that failed: an error (a fixture, an import, the servers away)
+    exits 1 too, and would pass for a kill."""
+    summaries = [
+        line for line in output.splitlines() if re.search(r"\b(failed|passed|errors?)\b.* in [\d.]+s", line)
+    ]
+    summary = summaries[-1] if summaries else ""
+    if code == 1 and re.search(r"\b\d+ failed\b", summary) and not re.search(r"\b\d+ errors?\b", summary):
+        return "killed"
+    return "SURVIVED" if code == 0 else "ERROR"
+
+
+def baseline(chosen: list[Mutant], timeout_s: float) -> str | None:
+    """The tests the mutants name must pass on the project as it is: else a kill proves nothing."""
+    tests = tuple(dict.fromkeys(test for mutant in chosen for test in mutant.tests))
+    with tempfile.TemporaryDirectory(prefix="mutant-baseline-") as folder:
+        copy_project(Path(folder))
+        code, output = run_tests(Mutant("baseline", "", "", "", tests), Path(folder), timeout_s)
+    return None if code == 0 else output
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,6 +104,9 @@ def main() -> int:
     if not chosen:
         print("no mutant chosen", file=sys.stderr)
         return 1
+    if (broken := baseline(chosen, args.timeout * 2)) is not None:
+        print("the mutants' tests fail on the unmutated project:", broken, sep="\n", file=sys.stderr)
+        return 1
     failures = 0
     for number, mutant in enumerate(chosen, start=1):
         started = time.monotonic()
@@ -90,8 +115,7 @@ def main() -> int:
             copy_project(tree)
             problem = apply(mutant, tree)
             code, output = (None, "") if problem else run_tests(mutant, tree, args.timeout)
-        # pytest: 1 = tests failed (killed), 0 = passed (survived); anything else is no verdict.
-        verdict = "killed" if code == 1 else "SURVIVED" if code == 0 else "ERROR"
+        verdict = "ERROR" if problem else _verdict(code, output)
         print(f"[{number}/{len(chosen)}] {verdict:8} {time.monotonic() - started:5.1f} s  {mutant.name}")
         print(f"{'':21}by {', '.join(mutant.tests)}")
         if verdict != "killed":

@@ -64,6 +64,8 @@ class Task(Timestamped, Base):
         # all), and running ones for lease expiry. Partial, so finished tasks cost them nothing.
         Index("ix_tasks_due", "run_at", "id", postgresql_where=text("status IN ('PENDING', 'RETRY')")),
         Index("ix_tasks_processing", "id", postgresql_where=text("status = 'PROCESSING'")),
+        # GET /tasks?status=FAILED|CANCELLED pages by id: few rows, never the happy path's cost.
+        Index("ix_tasks_ended_badly", "id", postgresql_where=text("status IN ('FAILED', 'CANCELLED')")),
         Index("ix_tasks_lead_id", "lead_id"),
         Index("ix_tasks_parent_id", "parent_id"),
         Index(

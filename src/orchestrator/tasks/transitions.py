@@ -359,12 +359,20 @@ async def complete_many(db: Executor, done: list[tuple[uuid.UUID, int, str]], wo
 
 # A waiting PENDING task (a workflow) becomes due now: one of its steps has ended.
 # A waiting task is made due now. A running one keeps its status and claim time (updated_at)
-# and gets run_at = now(), past its claim: SUSPEND then finds the wake-up instead of losing it.
+# and gets a run_at past its claim, by the clock of this moment (now() is the transaction's
+# start, which may precede the claim): SUSPEND then finds the wake-up instead of losing it. A
+# task already due is matched too, so that its row stays locked until the caller commits and a
+# claim cannot read the workflow's steps before the step's end is visible.
 WAKE = text(
     """
-    UPDATE tasks SET run_at = now(), updated_at = CASE WHEN status = 'PENDING' THEN now() ELSE updated_at END
-    WHERE id = :id AND ((status = 'PENDING' AND run_at > now()) OR status = 'PROCESSING')
-    RETURNING id, attempts, status
+    UPDATE tasks AS t SET
+        run_at = CASE WHEN t.status = 'PROCESSING'
+                      THEN greatest(clock_timestamp(), t.updated_at + interval '1 microsecond')
+                      ELSE least(t.run_at, now()) END,
+        updated_at = CASE WHEN t.status = 'PENDING' THEN now() ELSE t.updated_at END
+    FROM (SELECT id, run_at FROM tasks WHERE id = :id FOR NO KEY UPDATE) AS old
+    WHERE t.id = old.id AND t.status IN ('PENDING', 'PROCESSING')
+    RETURNING t.id, t.attempts, t.status, old.run_at > now() AS was_waiting
     """
 )
 
@@ -372,7 +380,7 @@ WAKE = text(
 async def wake(db: Executor, task_id: uuid.UUID) -> int | None:
     """Make a waiting task due now; its attempt count (for the delivery) when it was waiting."""
     row = (await db.execute(WAKE, {"id": task_id})).first()
-    return int(row.attempts) if row is not None and row.status == "PENDING" else None
+    return int(row.attempts) if row is not None and row.status == "PENDING" and row.was_waiting else None
 
 
 async def heartbeat(db: Executor, task_id: uuid.UUID, attempt: int, lease_s: float) -> bool:
