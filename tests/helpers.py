@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 from saq.job import Status
 from sqlalchemy import text
 
+from load.service import Service
 from orchestrator.app import create_app
 from orchestrator.db import in_transaction
 from orchestrator.queue import make_queue
@@ -38,6 +39,14 @@ TEST_RATE_LIMIT = "10000/second"
 DUE_A_MINUTE_AGO = text(
     "UPDATE tasks SET run_at = now() - interval '1 min', updated_at = now() - interval '1 min' WHERE id = :id"
 )
+
+
+def one_worker(settings: Settings, log: Path, **extra_env: str) -> Service:
+    """`orchestrator worker` with one process (not yet started), on the session's servers, with
+    the caller's environment minus the URLs the settings give."""
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "1"} | extra_env
+    return Service(["worker", "--processes", "1", "--concurrency", "4"], env, log)
 
 
 def clock_off_by(seconds: float) -> dict[str, str]:

@@ -9,9 +9,7 @@ a 4xx naming the field, before anything is stored.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
-
-from pydantic import AfterValidator
+from typing import Any
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # For query parameters, which Litestar checks against a pattern.
@@ -45,6 +43,3 @@ def control_in_json(value: Any, path: str = "") -> str | None:
             if (found := control_in_json(item, f"{path}[{index}]")) is not None:
                 return found
     return None
-
-
-PlainText = Annotated[str, AfterValidator(plain)]

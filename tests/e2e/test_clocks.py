@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import signal
-from typing import TYPE_CHECKING
 
 import httpx
 
-from load.service import Service
-from tests.helpers import bearer, clock_off_by, settings_env, submit, wait_for
-
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from orchestrator.settings import Settings
-
-
-def worker(settings: Settings, log: Path, **extra_env: str) -> Service:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "1"} | extra_env
-    return Service(["worker", "--processes", "1", "--concurrency", "4"], env, log)
+from tests.helpers import bearer, clock_off_by, one_worker, submit, wait_for
 
 
 async def test_a_step_recorded_by_a_worker_whose_clock_is_behind_still_comes_second(api, settings, tmp_path):
-    ahead = worker(settings, tmp_path / "ahead.log", **clock_off_by(+30))
-    behind = worker(settings, tmp_path / "right.log")
+    ahead = one_worker(settings, tmp_path / "ahead.log", **clock_off_by(+30))
+    behind = one_worker(settings, tmp_path / "right.log")
     try:
         ahead.start()
         steps = [
@@ -58,7 +44,7 @@ async def test_an_immediate_task_runs_at_once_when_the_api_and_worker_clocks_are
 ):
     """Hosts 10 s behind the database: a task due now is due now, not when their clocks say so."""
     # Reconciler rounds far apart: it would deliver the task after a round, hiding the delay.
-    slow = worker(settings, tmp_path / "behind.log", RECONCILE_INTERVAL_S="30", **clock_off_by(-10))
+    slow = one_worker(settings, tmp_path / "behind.log", RECONCILE_INTERVAL_S="30", **clock_off_by(-10))
     try:
         slow.start()
         api = await start_api(workers=1, **clock_off_by(-10))
@@ -78,7 +64,7 @@ async def test_a_scheduled_task_delivered_early_by_a_worker_ahead_waits_and_runs
     """SAQ's scheduler runs by the clock of the worker that polls it: 10 s ahead, it hands the
     task over 10 s early. The task still starts when PostgreSQL says it is due, not a
     reconciler round later."""
-    hasty = worker(settings, tmp_path / "ahead.log", RECONCILE_INTERVAL_S="30", **clock_off_by(+10))
+    hasty = one_worker(settings, tmp_path / "ahead.log", RECONCILE_INTERVAL_S="30", **clock_off_by(+10))
     try:
         hasty.start()
         await wait_for(api, await submit(api, "noop"), timeout_s=60)  # the worker is up

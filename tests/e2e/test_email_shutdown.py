@@ -4,23 +4,19 @@ so the task, handed back and run again, does not send a second time."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import uuid
 
-from load.service import Service
-from tests.helpers import settings_env, submit, wait_for
+from tests.helpers import one_worker, submit, wait_for
 from tests.inboxes import holding_inbox
 
 
 async def test_a_worker_stopped_mid_send_finishes_the_send_and_the_retry_does_not_send_again(
     api, settings, tmp_path
 ):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "1"}
     with holding_inbox() as (inbox, port):
-        env |= {"SMTP_URL": f"smtp://127.0.0.1:{port}", "EMAIL_FROM": "sales@example.com"}
-        worker = Service(["worker", "--processes", "1", "--concurrency", "4"], env, tmp_path / "worker.log")
+        smtp = {"SMTP_URL": f"smtp://127.0.0.1:{port}", "EMAIL_FROM": "sales@example.com"}
+        worker = one_worker(settings, tmp_path / "worker.log", **smtp)
         worker.start()
         assert worker.process is not None
         try:

@@ -6,21 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from typing import TYPE_CHECKING
 
-from load.service import Service
-from tests.helpers import runs, settings_env, submit, transitions, wait_for
+from tests.helpers import one_worker, runs, submit, transitions, wait_for
 
-
-def _worker(settings, log) -> Service:
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1"}
-    return Service(["worker", "--processes", "1", "--concurrency", "4"], env, log)
+if TYPE_CHECKING:
+    from load.service import Service
 
 
 async def test_a_frozen_attempt_woken_after_the_task_completed_elsewhere_changes_nothing(
     api, settings, markers, tmp_path
 ):
-    frozen, other = _worker(settings, tmp_path / "frozen.log"), _worker(settings, tmp_path / "other.log")
+    frozen = one_worker(settings, tmp_path / "frozen.log")
+    other = one_worker(settings, tmp_path / "other.log")
     paused: int | None = None
     try:
         frozen.start()

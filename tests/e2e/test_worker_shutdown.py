@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 
-from load.service import Service
-from tests.helpers import runs, settings_env, submit, transitions, wait_for
+from tests.helpers import one_worker, runs, submit, transitions, wait_for
 
 
 async def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(api, settings, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env |= settings_env(settings) | {"PYTHONUNBUFFERED": "1", "SHUTDOWN_GRACE_S": "2"}
-    worker = Service(["worker", "--processes", "1", "--concurrency", "4"], env, tmp_path / "worker.log")
+    worker = one_worker(settings, tmp_path / "worker.log", SHUTDOWN_GRACE_S="2")
     worker.start()
     try:
         short = await submit(api, "flaky", {"marker_dir": str(tmp_path), "sleep_s": 1.0})

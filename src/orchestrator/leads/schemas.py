@@ -18,13 +18,13 @@ from pydantic import (
 
 from orchestrator.json_bounds import BoundedJSON
 from orchestrator.leads.models import LeadStatus
-from orchestrator.plain_text import PlainText, plain
+from orchestrator.plain_text import plain
 
-Name = Annotated[PlainText, StringConstraints(max_length=200)]
+Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(plain)]
 Email = Annotated[EmailStr, StringConstraints(max_length=320), AfterValidator(plain)]
 # Stored as sent ("555-5678" included): normalising to E.164 is the lead_process job's work.
-Phone = Annotated[PlainText, StringConstraints(max_length=50)]
-Source = Annotated[PlainText, StringConstraints(max_length=100)]
+Phone = Annotated[str, StringConstraints(max_length=50), AfterValidator(plain)]
+Source = Annotated[str, StringConstraints(max_length=100), AfterValidator(plain)]
 Score = Annotated[int, Field(ge=0, le=100)]
 
 

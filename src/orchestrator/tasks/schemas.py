@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from orchestrator.json_bounds import BoundedJSON
-from orchestrator.plain_text import PlainText
+from orchestrator.plain_text import plain
 from orchestrator.tasks.status import TaskStatus
 
 
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: PlainText = Field(max_length=100, description="A job type from GET /jobs")
+    type: Annotated[str, StringConstraints(max_length=100), AfterValidator(plain)] = Field(
+        description="A job type from GET /jobs"
+    )
     payload: BoundedJSON = Field(default_factory=dict, description="Validated against the type's schema")
     lead_id: uuid.UUID | None = None
     run_at: AwareDatetime | None = Field(default=None, description="Not before this time (with a timezone)")
