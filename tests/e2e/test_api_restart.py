@@ -34,4 +34,4 @@ async def test_put_survives_an_api_restart(start_api, api_key, stop_signal):
     stored = read.json()
     for field, value in replacement.items():
         assert stored[field] == value, field
-    assert api.stop() == 0 or stop_signal == signal.SIGKILL
+    assert api.stop() == 0  # the restarted API stops cleanly, whichever way the first one ended

@@ -3,6 +3,7 @@ non-zero exit, no traceback, and nothing started before the check that failed.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import pytest
 from sqlalchemy.engine import make_url
 
+from load.databases import create_database, drop_database
 from load.service import free_port
 from orchestrator.settings import to_libpq_url
 
@@ -75,10 +77,15 @@ def test_worker_against_a_database_that_does_not_exist_names_it(service_env, url
     _said_plainly(output, "DATABASE_URL", "orchestrator_no_such_database", "does not exist")
 
 
-def test_worker_against_a_database_without_the_schema_says_to_migrate(service_env, urls, settings):
-    # The server's own maintenance database exists and has none of our tables.
-    bare = to_libpq_url(str(settings.database_url), "postgres")
-    code, output = _run(service_env | urls | {"DATABASE_URL": bare}, "worker", "--processes", "1")
+async def test_worker_against_a_database_without_the_schema_says_to_migrate(service_env, urls, settings):
+    # A database of its own, made empty here: the server's maintenance database may hold anything.
+    admin = to_libpq_url(str(settings.database_url), "postgres")
+    bare = await create_database(admin, "orchestrator_bare")
+    try:
+        env = service_env | urls | {"DATABASE_URL": bare}
+        code, output = await asyncio.to_thread(_run, env, "worker", "--processes", "1")
+    finally:
+        await drop_database(admin, bare)
     assert code == 1
     _said_plainly(output, "DATABASE_URL", "orchestrator migrate")
 
