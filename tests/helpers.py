@@ -14,15 +14,19 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 from saq.job import Status
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from load.service import Service
 from orchestrator.app import create_app
 from orchestrator.db import in_transaction
+from orchestrator.job import discover
 from orchestrator.queue import make_queue
+from orchestrator.runner.execute import Runner
 from orchestrator.tasks.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
@@ -39,6 +43,28 @@ TEST_RATE_LIMIT = "10000/second"
 DUE_A_MINUTE_AGO = text(
     "UPDATE tasks SET run_at = now() - interval '1 min', updated_at = now() - interval '1 min' WHERE id = :id"
 )
+
+
+@asynccontextmanager
+async def in_process_runner(settings: Settings, job_packages: list[str]) -> AsyncIterator[Runner]:
+    """run_task's Runner in the test's own event loop, on the session's servers, knowing the job
+    types of `job_packages`."""
+    engine = create_async_engine(settings.sqlalchemy_url)
+    queue = make_queue(settings)
+    try:
+        async with httpx.AsyncClient() as http:
+            yield Runner(
+                engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
+                sessions=async_sessionmaker(engine),
+                queue=queue,
+                registry=discover(job_packages),
+                settings=settings,
+                worker_id="test-host:1",
+                http=http,
+            )
+    finally:
+        await queue.disconnect()
+        await engine.dispose()
 
 
 def one_worker(settings: Settings, log: Path, **extra_env: str) -> Service:

@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from orchestrator.job import discover
-from orchestrator.queue import make_queue
-from orchestrator.runner.execute import Runner
-from tests.helpers import runs, submit, transitions
+from tests.helpers import in_process_runner, runs, submit, transitions
 
 
 @pytest.fixture
 async def runner(settings, client):
-    engine = create_async_engine(settings.sqlalchemy_url)
-    queue = make_queue(settings)
-    async with httpx.AsyncClient() as http:
-        yield Runner(
-            engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
-            sessions=async_sessionmaker(engine),
-            queue=queue,
-            registry=discover(settings.job_packages),
-            settings=settings,
-            worker_id="test-host:1",
-            http=http,
-        )
-    await queue.disconnect()
-    await engine.dispose()
+    async with in_process_runner(settings, settings.job_packages) as runner:
+        yield runner
 
 
 async def test_duplicates_in_one_claim_batch_run_the_handler_once(runner, client, tmp_path):

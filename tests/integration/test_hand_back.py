@@ -6,33 +6,18 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from orchestrator.job import discover
-from orchestrator.queue import make_queue
-from orchestrator.runner.execute import HAND_BACK_DELAY_MAX_S, HAND_BACK_DELAY_S, MAX_HAND_BACKS, Runner
+from orchestrator.runner.execute import HAND_BACK_DELAY_MAX_S, HAND_BACK_DELAY_S, MAX_HAND_BACKS
+from tests.helpers import in_process_runner
 
 
 @pytest.fixture
 async def runner(settings, client):
     """A worker of an older release: it knows only the built-in job types."""
-    engine = create_async_engine(settings.sqlalchemy_url)
-    queue = make_queue(settings)
-    async with httpx.AsyncClient() as http:
-        yield Runner(
-            engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
-            sessions=async_sessionmaker(engine),
-            queue=queue,
-            registry=discover(["jobs"]),
-            settings=settings,
-            worker_id="test-host:1",
-            http=http,
-        )
-    await queue.disconnect()
-    await engine.dispose()
+    async with in_process_runner(settings, ["jobs"]) as runner:
+        yield runner
 
 
 async def _ghost(runner, earlier_hand_backs: int) -> uuid.UUID:

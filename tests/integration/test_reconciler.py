@@ -175,27 +175,22 @@ async def _queued(settings, job_id: str) -> bool:
         await queue.disconnect()
 
 
-async def test_a_job_whose_data_redis_lost_is_delivered_again(client, settings):
-    # Evicted (an allkeys-* policy) or deleted by hand: its id is still in the incomplete set.
+@pytest.mark.parametrize(
+    "data_lost",
+    [
+        pytest.param(True, id="data-evicted-or-deleted"),
+        pytest.param(False, id="in-no-list-a-worker-pops"),
+    ],
+)
+async def test_a_job_redis_partly_lost_is_delivered_again(client, settings, data_lost):
+    # Either way its id is still in the incomplete set, which says "will run".
     task_id = await submit(client, "noop")
     job_id = await _due_a_minute_ago(settings, task_id)
     queue = make_queue(settings)
     try:
         await queue.redis.lrem(queue.namespace("queued"), 0, job_id)
-        await queue.redis.delete(job_id)
-    finally:
-        await queue.disconnect()
-    assert await _reconcile(settings, task_id) == Status.QUEUED
-    assert await _queued(settings, job_id)
-
-
-async def test_a_queued_job_missing_from_the_queued_list_is_delivered_again(client, settings):
-    # Its data and incomplete entry are there, but no worker will ever pop it.
-    task_id = await submit(client, "noop")
-    job_id = await _due_a_minute_ago(settings, task_id)
-    queue = make_queue(settings)
-    try:
-        await queue.redis.lrem(queue.namespace("queued"), 0, job_id)
+        if data_lost:
+            await queue.redis.delete(job_id)
     finally:
         await queue.disconnect()
     assert await _reconcile(settings, task_id) == Status.QUEUED

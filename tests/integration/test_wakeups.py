@@ -39,6 +39,22 @@ async def _due(settings, task_id: uuid.UUID) -> bool:
     return bool(await in_transaction(settings, read))
 
 
+async def _claimed(db, parent: uuid.UUID) -> int:
+    """The workflow claimed by a worker now; the attempt it holds."""
+    await db.execute(text("UPDATE tasks SET run_at = now() WHERE id = :id"), {"id": parent})
+    [claimed] = await transitions.claim_many(db, [parent], WORKER, 30.0)
+    assert claimed is not None
+    return claimed.attempts
+
+
+async def _suspend(db, parent: uuid.UUID, attempt: int) -> None:
+    """The workflow waits for its step, as its handler asks when it read the step running."""
+    suspended = await transitions.move(
+        db, transitions.SUSPEND, parent, worker=WORKER, attempt=attempt, delay_s=15.0
+    )
+    assert suspended is not None
+
+
 async def test_a_step_cancelled_through_the_api_wakes_its_workflow(client, settings):
     parent, child = await _family(client, settings)
     assert (await client.post(f"/tasks/{child}/cancel")).status_code == 200
@@ -73,16 +89,11 @@ async def test_a_wake_up_that_lands_while_the_workflow_runs_makes_its_suspend_du
     engine = create_async_engine(settings.sqlalchemy_url).execution_options(isolation_level="AUTOCOMMIT")
     try:
         async with engine.connect() as db:
-            await db.execute(text("UPDATE tasks SET run_at = now() WHERE id = :id"), {"id": parent})
-            [claimed] = await transitions.claim_many(db, [parent], WORKER, 30.0)
-            assert claimed is not None
+            attempt = await _claimed(db, parent)
             await db.execute(text("UPDATE tasks SET attempts = 1 WHERE id = :id"), {"id": child})
             assert await transitions.complete_many(db, [(child, 1, "{}")], WORKER) == [True]
             await transitions.wake(db, parent)  # lands while the workflow is PROCESSING
-            suspended = await transitions.move(
-                db, transitions.SUSPEND, parent, worker=WORKER, attempt=claimed.attempts, delay_s=15.0
-            )
-            assert suspended is not None
+            await _suspend(db, parent, attempt)
     finally:
         await engine.dispose()
     assert await _due(settings, parent)
@@ -98,16 +109,11 @@ async def test_a_wake_up_from_a_transaction_older_than_the_claim_is_not_lost(cli
         async with engine.connect() as api, api.begin():
             await api.execute(text("SELECT now()"))  # the transaction's clock starts here
             async with worker.connect() as db:
-                await db.execute(text("UPDATE tasks SET run_at = now() WHERE id = :id"), {"id": parent})
-                [claimed] = await transitions.claim_many(db, [parent], WORKER, 30.0)
-                assert claimed is not None
+                attempt = await _claimed(db, parent)
             await transitions.move(api, transitions.CANCEL, child, worker=None, detail={"by": "api"})
             await transitions.wake(api, parent)
         async with worker.connect() as db:
-            suspended = await transitions.move(
-                db, transitions.SUSPEND, parent, worker=WORKER, attempt=claimed.attempts, delay_s=15.0
-            )
-            assert suspended is not None
+            await _suspend(db, parent, attempt)
     finally:
         await engine.dispose()
     assert await _due(settings, parent)

@@ -89,7 +89,7 @@ MUTANTS = [
         RECONCILER,
         "        if job is None:  # only its id is left",
         "        if job is None:\n            continue\n        if job is None:  # only its id is left",
-        ("tests/integration/test_reconciler.py::test_a_job_whose_data_redis_lost_is_delivered_again",),
+        ("tests/integration/test_reconciler.py::test_a_job_redis_partly_lost_is_delivered_again",),
         quick=True,
     ),
     Mutant(
@@ -106,7 +106,7 @@ MUTANTS = [
     Mutant(
         "a failed step's lease expiry does not wake its workflow",
         RECONCILER,
-        "    await _wake(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)\n",
+        "    await wake_workflows(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)\n",
         "",
         ("tests/integration/test_wakeups.py",),
         quick=True,

@@ -17,6 +17,7 @@ from orchestrator.errors import PermanentError, Unprocessable
 from orchestrator.job import JobContext, Superseded, Suspend
 from orchestrator.queue import Delivery, enqueue
 from orchestrator.runner.batching import Batcher
+from orchestrator.runner.wakeups import wake_workflows
 from orchestrator.tasks import transitions
 from orchestrator.tasks.status import TaskStatus
 
@@ -261,9 +262,8 @@ class Runner:
             return
         delay_s = job_type.retry.delay_s(task.attempts)
         moved = await self._finish(transitions.RETRY, task, error=error, delay_s=delay_s, detail=detail)
-        if moved is not None:  # the statement set run_at to the database's now() plus this delay
-            retry = Delivery(task.id, moved.attempts, delay_s)
-            await enqueue(self.queue, [retry], self.settings.saq_job_ttl_s)
+        if moved is not None:
+            await self._deliver([moved])
 
     async def _fail(self, task: Moved, error: str) -> None:
         await self._finish(transitions.FAIL, task, error=error, detail={"error": error})
@@ -287,10 +287,7 @@ class Runner:
 
     async def _wake(self, parent_id: uuid.UUID) -> None:
         """A step ended: its workflow, if it is waiting, is due now."""
-        async with self.engine.connect() as db:
-            attempts = await transitions.wake(db, parent_id)
-        if attempts is not None:
-            await enqueue(self.queue, [Delivery(parent_id, attempts)], self.settings.saq_job_ttl_s)
+        await wake_workflows(self.engine, self.queue, [parent_id], self.settings.saq_job_ttl_s)
 
     async def _deliver(self, tasks: Sequence[Deliverable]) -> None:
         deliveries = [Delivery.of(task) for task in tasks]

@@ -21,7 +21,8 @@ from sqlalchemy.exc import DBAPIError
 from orchestrator.db import sqlstate
 from orchestrator.idempotency import forget_expired
 from orchestrator.queue import Delivery, enqueue
-from orchestrator.tasks.transitions import expire_leases, wake
+from orchestrator.runner.wakeups import wake_workflows
+from orchestrator.tasks.transitions import expire_leases
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -40,7 +41,7 @@ ROUND = text(
     INSERT INTO reconciler_rounds AS r (name, started_at) VALUES ('reconcile', now())
     ON CONFLICT (name) DO UPDATE SET started_at = now()
     WHERE r.started_at <= now() - make_interval(secs => :interval_s)
-    RETURNING started_at
+    RETURNING due_after_run_at, due_after_id
     """
 )
 
@@ -58,7 +59,6 @@ DUE = text(
     ORDER BY run_at, id LIMIT :limit
     """
 ).bindparams(bindparam("after_run_at", type_=TIMESTAMP(timezone=True)), bindparam("after_id", type_=Uuid))
-DUE_FROM = text("SELECT due_after_run_at, due_after_id FROM reconciler_rounds WHERE name = 'reconcile'")
 DUE_NEXT = text(
     "UPDATE reconciler_rounds SET due_after_run_at = :run_at, due_after_id = :id WHERE name = 'reconcile'"
 ).bindparams(bindparam("run_at", type_=TIMESTAMP(timezone=True)), bindparam("id", type_=Uuid))
@@ -79,11 +79,13 @@ LEFT_BEHIND = text(
 )
 ACTIVE_CHECKED = 1000  # per round: the oldest ones first
 LISTS_CHECKED = 10_000  # queued + active job ids read in a round, at most
-IDLE_IN_TRANSACTION_TIMEOUT = text("SET LOCAL idle_in_transaction_session_timeout = '10s'")
-# A holder cut off in the middle of a statement is not idle: the server finds its peer gone by
-# TCP keepalives, within about 25 s instead of the kernel's two hours.
-KEEPALIVES = text(
-    "SELECT set_config('tcp_keepalives_idle', '10', true), set_config('tcp_keepalives_interval', '5', true),"
+# A holder frozen between statements keeps its locks only until PostgreSQL ends its idle
+# session; one cut off in the middle of a statement is not idle, and TCP keepalives find its
+# peer gone within about 25 s instead of the kernel's two hours. Transaction-scoped, as a pooler
+# in transaction mode needs; one round trip.
+STEP_BOUNDS = text(
+    "SELECT set_config('idle_in_transaction_session_timeout', '10s', true),"
+    " set_config('tcp_keepalives_idle', '10', true), set_config('tcp_keepalives_interval', '5', true),"
     " set_config('tcp_keepalives_count', '3', true)"
 )
 ROUND_LOCK_TIMEOUT = text("SET LOCAL lock_timeout = '1s'")
@@ -100,7 +102,9 @@ async def reconcile_once(
     try:
         async with _step(engine) as db:
             await db.execute(ROUND_LOCK_TIMEOUT)
-            if await db.scalar(ROUND, {"interval_s": settings.reconcile_interval_s}) is None:
+            # The round's row also says where the last round's due scan stopped.
+            led = (await db.execute(ROUND, {"interval_s": settings.reconcile_interval_s})).first()
+            if led is None:
                 return None
     except DBAPIError as exc:
         if sqlstate(exc) != LOCK_NOT_AVAILABLE:
@@ -108,14 +112,13 @@ async def reconcile_once(
         return None  # a process frozen mid-round holds the row: skip, its session will end
     async with _step(engine) as db:
         expired = await expire_leases(db)
-    await _wake(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)
+    await wake_workflows(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)
     async with _step(engine) as db:
         await forget_expired(db)
     async with _step(engine) as db:
-        after = (await db.execute(DUE_FROM)).first()
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
-        params |= {"after_run_at": after[0], "after_id": after[1]} if after else {}
-        rows = (await db.execute(DUE, {"after_run_at": None, "after_id": None} | params)).all()
+        after = {"after_run_at": led.due_after_run_at, "after_id": led.due_after_id}
+        rows = (await db.execute(DUE, params | after)).all()
         # A full page: the next round goes on after it; a short one: the next starts over.
         last = rows[-1] if len(rows) == limit else None
         await db.execute(DUE_NEXT, {"run_at": last.run_at if last else None, "id": last.id if last else None})
@@ -134,8 +137,7 @@ async def _step(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     keeps its locks only until PostgreSQL ends its idle session, not for the TCP timeout's
     hours; SET LOCAL keeps it to this transaction, as a pooler in transaction mode needs."""
     async with engine.begin() as db:
-        await db.execute(IDLE_IN_TRANSACTION_TIMEOUT)
-        await db.execute(KEEPALIVES)
+        await db.execute(STEP_BOUNDS)
         yield db
 
 
@@ -175,17 +177,6 @@ def _delivery_of(job_key: str) -> Delivery | None:
         return Delivery(uuid.UUID(task_id), int(attempt))
     except ValueError:
         return None  # not a job of ours
-
-
-async def _wake(engine: AsyncEngine, queue: RedisQueue, workflows: list[uuid.UUID], job_ttl_s: int) -> None:
-    """Workflows whose step failed by its lease running out: due now, not at their next poll."""
-    woken = []
-    for workflow in workflows:
-        async with engine.begin() as db:
-            if (attempts := await wake(db, workflow)) is not None:
-                woken.append(Delivery(workflow, attempts))
-    if woken:
-        await enqueue(queue, woken, job_ttl_s)
 
 
 async def _undelivered(queue: RedisQueue, due: list[Delivery], grace_s: float) -> list[Delivery]:

@@ -357,12 +357,12 @@ async def complete_many(db: Executor, done: list[tuple[uuid.UUID, int, str]], wo
     return [(task_id, attempt) in moved for task_id, attempt, _ in done]
 
 
-# A waiting PENDING task (a workflow) becomes due now: one of its steps has ended.
-# A waiting task is made due now. A running one keeps its status and claim time (updated_at)
-# and gets a run_at past its claim, by the clock of this moment (now() is the transaction's
-# start, which may precede the claim): SUSPEND then finds the wake-up instead of losing it. A
-# task already due is matched too, so that its row stays locked until the caller commits and a
-# claim cannot read the workflow's steps before the step's end is visible.
+# A waiting task (a workflow, one of whose steps has ended) is made due now. A running one keeps
+# its status and claim time (updated_at) and gets a run_at past its claim, by the clock of this
+# moment (now() is the transaction's start, which may precede the claim): SUSPEND then finds the
+# wake-up instead of losing it. A task already due is matched too, so that its row stays locked
+# until the caller commits and a claim cannot read the workflow's steps before the step's end
+# is visible.
 WAKE = text(
     """
     UPDATE tasks AS t SET
