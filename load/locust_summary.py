@@ -40,12 +40,20 @@ def summarise(environment: Environment) -> dict[str, Any]:
             else "status"
         )
         failures[kind] = failures.get(kind, 0) + error.occurrences
+    # A check that raised (after its request was already marked a success) is no failure in
+    # Locust's figures, only here.
+    runner = environment.runner
+    exceptions = [
+        {"count": row["count"], "error": str(row["msg"]), "where": str(row["traceback"]).strip()[-600:]}
+        for row in (runner.exceptions.values() if runner is not None else [])
+    ]
     seconds = max(http.last_request_timestamp - http.start_time, 1e-9) if http.last_request_timestamp else 0
     return {
         "http": figures(http) | {"rps": http.num_requests / seconds if seconds else 0.0, "seconds": seconds},
         "tasks": figures(tasks),
         "connection_errors": connection_errors,
         "failures_by_kind": failures,
+        "exceptions": exceptions,
         "errors": [
             {"method": e.method, "name": e.name, "error": str(e.error), "count": e.occurrences}
             for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)[:50]

@@ -36,6 +36,7 @@ def build_summary(
         "tasks": locust["tasks"],
         "failures_by_kind": locust["failures_by_kind"],
         "errors": locust["errors"],
+        "exceptions": locust["exceptions"],
         "by_name": locust["by_name"],
         "verification": asdict(verdict) | {"ok": verdict.ok},
         "faults": [asdict(fault) for fault in faults],
@@ -46,8 +47,15 @@ def missed(summary: dict[str, Any], thresholds: Thresholds) -> list[str]:
     """Every threshold the run missed; empty means it passed."""
     http, verification = summary["http"], summary["verification"]
     reasons = []
+    if summary["run"]["locust_exit_code"] != 0:
+        reasons.append(f"Locust exited {summary['run']['locust_exit_code']} (see locust.log)")
     if http["requests"] == 0:
         reasons.append("no request was made")
+    if verification["acknowledged_writes"] == 0 and verification["tasks_accepted"] == 0:
+        reasons.append("the ledger is empty: no acknowledged write or task to verify")
+    if exceptions := summary["exceptions"]:
+        count = sum(row["count"] for row in exceptions)
+        reasons.append(f"{count} exceptions in the users' checks, e.g. {exceptions[0]['error'][:200]}")
     if http["failures"] - http["connection_errors"]:
         reasons.append(
             f"{http['failures'] - http['connection_errors']} requests failed (not connection errors)"
@@ -58,7 +66,15 @@ def missed(summary: dict[str, Any], thresholds: Thresholds) -> list[str]:
         reasons.append(f"HTTP p99 {http['p99_ms']:.0f} ms > {thresholds.max_p99_ms:.0f} ms")
     if summary["tasks"]["failures"]:
         reasons.append(f"{summary['tasks']['failures']} tasks failed or did not finish in time")
-    for name in ("lost_writes", "lost_tasks", "unfinished_tasks", "failed_tasks", "completed_twice"):
+    for name in (
+        "lost_writes",
+        "lost_tasks",
+        "unfinished_tasks",
+        "failed_tasks",
+        "completed_twice",
+        "lost_effects",
+        "repeated_effects",
+    ):
         if verification[name]:
             reasons.append(
                 f"{len(verification[name])} {name.replace('_', ' ')}, e.g. {verification[name][0]}"
@@ -88,6 +104,9 @@ def render(summary: dict[str, Any], reasons: list[str]) -> str:
         f"{checked['leads_checked']:,} leads, {len(checked['lost_writes'])} lost; tasks lost "
         f"{len(checked['lost_tasks'])}, unfinished {len(checked['unfinished_tasks'])}, failed "
         f"{len(checked['failed_tasks'])}, completed twice {len(checked['completed_twice'])}",
+        f"  side effects     {checked['emails_received']:,} emails and {checked['crm_pushes_received']:,} "
+        f"CRM pushes received; missing {len(checked['lost_effects'])}, repeated "
+        f"{len(checked['repeated_effects'])}",
     ]
     lines += [
         f"  fault at {f['at_s']:5.1f} s  {f['what']} ({f['detail']}; {f['took_s']} s)"

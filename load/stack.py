@@ -44,8 +44,16 @@ class Fault:
 
 
 class Stack:
-    def __init__(self, settings: Settings, out: Path, api_workers: int, worker_processes: int) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        out: Path,
+        api_workers: int,
+        worker_processes: int,
+        third_parties: dict[str, str] | None = None,
+    ) -> None:
         self.settings, self.out = settings, out
+        self.third_parties = third_parties or {}  # the SMTP server and the CRM the jobs talk to
         self.api_workers, self.worker_processes = api_workers, worker_processes
         self.owns_postgres, self.owns_redis = settings.database_url is None, settings.redis_url is None
         # On a shared Redis, our own queue: flushing it touches nobody else's keys.
@@ -72,15 +80,19 @@ class Stack:
         self._servers.close()
 
     async def start_service(self) -> None:
-        env = os.environ | {
-            "DATABASE_URL": self.database_url,
-            "REDIS_URL": self.redis_url,
-            "QUEUE_NAME": self.queue_name,
-            "API_WORKERS": str(self.api_workers),
-            "WORKER_PROCESSES": str(self.worker_processes),
-            "EMAIL_OUTBOX_DIR": str(self.out / "outbox"),
-            "PYTHONUNBUFFERED": "1",
-        }
+        env = (
+            os.environ
+            | {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "QUEUE_NAME": self.queue_name,
+                "API_WORKERS": str(self.api_workers),
+                "WORKER_PROCESSES": str(self.worker_processes),
+                "EMAIL_OUTBOX_DIR": str(self.out / "outbox"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            | self.third_parties
+        )
         self.service = Service(["up", "--port", str(self.port)], env, self.out / "service.log", self.port)
         self.service.start()
         await self.service.wait_ready(timeout_s=180)

@@ -3,7 +3,9 @@
 Leads: every acknowledged write is there with the acknowledged fields and version (a write
 left unanswered may have landed or not, but nothing else). Tasks: every accepted task exists
 and completed; every task created during the run reached a terminal state; no task reached
-COMPLETED twice.
+COMPLETED twice. Side effects, counted per task by the receivers: every completed email_send
+reached the SMTP server exactly once, every completed crm_update reached the CRM, and no task
+pushed more often than it had attempts (a handler that ran twice within one attempt).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from orchestrator.tasks.status import TERMINAL_STATUSES
 if TYPE_CHECKING:
     import datetime as dt
 
+    from load.effects import Effects
     from load.ledger import LeadClaim, Ledger
 
 TERMINAL = sorted(str(status) for status in TERMINAL_STATUSES)  # plain strings for asyncpg
@@ -39,6 +42,10 @@ class Verdict:
     unfinished_tasks: list[str] = field(default_factory=list)
     failed_tasks: list[str] = field(default_factory=list)
     completed_twice: list[str] = field(default_factory=list)
+    emails_received: int = 0
+    crm_pushes_received: int = 0
+    lost_effects: list[str] = field(default_factory=list)
+    repeated_effects: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +55,8 @@ class Verdict:
             or self.unfinished_tasks
             or self.failed_tasks
             or self.completed_twice
+            or self.lost_effects
+            or self.repeated_effects
         )
 
 
@@ -79,12 +88,15 @@ async def wait_drained(url: str, since: dt.datetime, timeout_s: float) -> int:
         await connection.close()
 
 
-async def verify(url: str, ledger: Ledger, since: dt.datetime) -> Verdict:
+async def verify(url: str, ledger: Ledger, since: dt.datetime, effects: Effects | None = None) -> Verdict:
+    """`effects`: what the receivers got; None when the run had no receivers (nothing to count)."""
     verdict = Verdict(acknowledged_writes=ledger.acknowledged_writes, tasks_accepted=len(ledger.tasks))
     connection = await asyncpg.connect(url)
     try:
         await _verify_leads(connection, ledger, verdict)
-        await _verify_tasks(connection, ledger, since, verdict)
+        tasks = await _verify_tasks(connection, ledger, since, verdict)
+        if effects is not None:
+            _verify_effects(tasks, effects, verdict)
     finally:
         await connection.close()
     return verdict
@@ -127,7 +139,8 @@ def _lead_problem(claim: LeadClaim, row: dict[str, Any] | None) -> str | None:
 
 async def _verify_tasks(
     connection: asyncpg.Connection[Any], ledger: Ledger, since: dt.datetime, verdict: Verdict
-) -> None:
+) -> dict[str, asyncpg.Record]:
+    """Checks the run's tasks; returns them by id."""
     rows = await connection.fetch(
         """
         SELECT t.id::text, t.type, t.status, t.error, t.attempts,
@@ -172,6 +185,28 @@ async def _verify_tasks(
             verdict.lost_writes.append(
                 f"lead {claim.lead_id} after task {claim.task_id}: {'; '.join(problems)}"
             )
+    return tasks
+
+
+def _verify_effects(tasks: dict[str, asyncpg.Record], effects: Effects, verdict: Verdict) -> None:
+    verdict.emails_received = sum(effects.emails[task_id] for task_id in tasks)
+    verdict.crm_pushes_received = sum(effects.pushes[task_id] for task_id in tasks)
+    for task_id, row in tasks.items():
+        name = f"task {task_id} ({row['type']})"
+        if row["type"] == "email_send":
+            sent = effects.emails[task_id]
+            if sent > 1:
+                verdict.repeated_effects.append(f"{name} sent {sent} emails")
+            elif sent == 0 and row["status"] == "COMPLETED":
+                verdict.lost_effects.append(f"{name} COMPLETED, yet no email reached the server")
+        elif row["type"] == "crm_update":
+            # Every attempt may push (the CRM deduplicates by Idempotency-Key); more pushes
+            # than attempts means a handler ran twice within one.
+            pushed = effects.pushes[task_id]
+            if pushed > row["attempts"]:
+                verdict.repeated_effects.append(f"{name} pushed {pushed} times in {row['attempts']} attempts")
+            elif pushed == 0 and row["status"] == "COMPLETED":
+                verdict.lost_effects.append(f"{name} COMPLETED, yet nothing reached the CRM")
 
 
 def _lead(row: asyncpg.Record) -> dict[str, Any]:

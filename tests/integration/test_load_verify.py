@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
+from load.effects import Effects, EffectsWriter
 from load.ledger import Ledger, LedgerWriter
 from load.verify import database_now, verify
 from orchestrator.settings import to_libpq_url
@@ -51,8 +52,12 @@ async def submit(client: AsyncTestClient[Litestar], ledger: LedgerWriter) -> str
     return task_id
 
 
-async def complete(db: asyncpg.Connection[Any], task_id: str, times: int = 1) -> None:
-    await db.execute("UPDATE tasks SET status = 'COMPLETED', attempts = 1 WHERE id = $1", uuid.UUID(task_id))
+async def complete(
+    db: asyncpg.Connection[Any], task_id: str, times: int = 1, attempts: int = 1, status: str = "COMPLETED"
+) -> None:
+    await db.execute(
+        "UPDATE tasks SET status = $2, attempts = $3 WHERE id = $1", uuid.UUID(task_id), status, attempts
+    )
     for _ in range(times):
         await db.execute(
             "INSERT INTO task_events (task_id, from_status, to_status, attempt)"
@@ -140,3 +145,111 @@ async def test_an_unanswered_write_may_have_landed_or_not_but_nothing_else(
     verdict = await verify(url, Ledger.read(tmp_path / "ledger.jsonl"), since)
 
     assert [line.split(":")[0] for line in verdict.lost_writes] == [f"lead {other['id']}"]
+
+
+async def test_verify_reports_a_wrong_version_a_replaced_lead_and_a_task_change_that_is_missing(
+    client: AsyncTestClient[Litestar], url: str, since: dt.datetime, writer: LedgerWriter, tmp_path: Path
+) -> None:
+    behind = await create_lead(client, "behind", writer)
+    writer.lead(behind | {"version": behind["version"] + 1})  # acknowledged later than stored
+    replaced = await create_lead(client, "replaced", writer)
+    writer.lead(replaced | {"id": str(uuid.uuid4())})  # acknowledged under another id
+    target = await create_lead(client, "target", writer)
+    applied, not_applied = [await submit(client, writer) for _ in range(2)]
+    writer.task(applied, "crm_update", target["id"], {"score": target["score"]})
+    writer.task(not_applied, "crm_update", target["id"], {"status": "converted"})
+    writer.close()
+    db = await asyncpg.connect(url)
+    try:
+        await db.execute("UPDATE tasks SET status = 'CANCELLED'")
+        for task_id in (applied, not_applied):
+            await complete(db, task_id)
+    finally:
+        await db.close()
+
+    verdict = await verify(url, Ledger.read(tmp_path / "ledger.jsonl"), since)
+
+    problems = sorted(verdict.lost_writes)
+    assert len(problems) == 3, problems
+    assert any(line.startswith(f"lead {behind['id']}: version") for line in problems)
+    assert any(line.endswith(f"stored as {replaced['id']}") for line in problems)
+    assert [line for line in problems if "after task" in line] == [
+        f"lead {target['id']} after task {not_applied}: status: acknowledged 'converted', stored 'new'"
+    ]
+
+
+async def test_an_unanswered_create_may_be_absent_or_as_sent_and_a_job_lead_may_change(
+    client: AsyncTestClient[Litestar], url: str, since: dt.datetime, writer: LedgerWriter, tmp_path: Path
+) -> None:
+    as_sent, as_other = lead_fields("sent"), lead_fields("other")
+    for fields in (as_sent, as_other):
+        writer.intent(fields["email"], fields)  # the create's answer never came
+    rewritten = (await client.post("/leads", json=lead_fields("rewritten"))).json()
+    writer.lead(rewritten, exact=False)  # a lead handed to jobs that rewrite it
+    vanished = (await client.post("/leads", json=lead_fields("vanished"))).json()
+    writer.lead(vanished, exact=False)
+    writer.close()
+    await client.post("/leads", json=as_sent)
+    await client.post("/leads", json=as_other | {"company": "Somebody Else"})
+    await client.patch(f"/leads/{rewritten['id']}", json={"status": "qualified"})
+    db = await asyncpg.connect(url)
+    try:
+        await db.execute("UPDATE tasks SET status = 'CANCELLED'")
+        await db.execute("DELETE FROM tasks WHERE lead_id = $1", uuid.UUID(vanished["id"]))
+        await db.execute("DELETE FROM leads WHERE id = $1", uuid.UUID(vanished["id"]))
+    finally:
+        await db.close()
+
+    verdict = await verify(url, Ledger.read(tmp_path / "ledger.jsonl"), since)
+
+    problems = verdict.lost_writes
+    assert len(problems) == 2, problems
+    assert any("never acknowledged" in line and "Somebody Else" in line for line in problems)
+    assert any(vanished["id"] in line and "missing" in line for line in problems)
+
+
+async def test_side_effects_are_counted_per_task(
+    client: AsyncTestClient[Litestar], url: str, since: dt.datetime, writer: LedgerWriter, tmp_path: Path
+) -> None:
+    ids = [await submit(client, writer) for _ in range(7)]
+    writer.close()
+    sent_once, sent_twice, never_sent, failed_unsent, pushed_per_attempt, pushed_twice, never_pushed = ids
+    attempts = {pushed_per_attempt: 2}
+    log = EffectsWriter(tmp_path / "effects.jsonl")
+    for task_id, times in ((sent_once, 1), (sent_twice, 2)):
+        for _ in range(times):
+            log.record("email", f"Message-ID: <task-{task_id}@orchestrator>")
+    for task_id, times in ((pushed_per_attempt, 2), (pushed_twice, 2)):
+        for _ in range(times):
+            log.record("push", f"task-{task_id}")
+    log.record("push", f"task-{uuid.uuid4()}")  # some other run's task: not this run's concern
+    log.close()
+    db = await asyncpg.connect(url)
+    try:
+        await db.execute("UPDATE tasks SET status = 'CANCELLED'")
+        emails = (sent_once, sent_twice, never_sent, failed_unsent)
+        for task_id in ids:
+            kind = "email_send" if task_id in emails else "crm_update"
+            await db.execute("UPDATE tasks SET type = $2 WHERE id = $1", uuid.UUID(task_id), kind)
+            status = "FAILED" if task_id == failed_unsent else "COMPLETED"
+            await complete(db, task_id, attempts=attempts.get(task_id, 1), status=status)
+    finally:
+        await db.close()
+
+    effects = Effects.read(tmp_path / "effects.jsonl")
+    verdict = await verify(url, Ledger.read(tmp_path / "ledger.jsonl"), since, effects)
+
+    assert (verdict.emails_received, verdict.crm_pushes_received) == (3, 4)
+    assert sorted(verdict.repeated_effects) == sorted(
+        [
+            f"task {sent_twice} (email_send) sent 2 emails",
+            f"task {pushed_twice} (crm_update) pushed 2 times in 1 attempts",
+        ]
+    )
+    assert sorted(verdict.lost_effects) == sorted(
+        [
+            f"task {never_sent} (email_send) COMPLETED, yet no email reached the server",
+            f"task {never_pushed} (crm_update) COMPLETED, yet nothing reached the CRM",
+        ]
+    )
+    assert not verdict.ok

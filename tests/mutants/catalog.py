@@ -12,6 +12,10 @@ from dataclasses import dataclass
 TRANSITIONS = "src/orchestrator/tasks/transitions.py"
 RECONCILER = "src/orchestrator/runner/reconciler.py"
 EXECUTE = "src/orchestrator/runner/execute.py"
+VERIFY = "load/verify.py"
+REPORT = "load/report.py"
+LOAD_VERIFY_TESTS = ("tests/integration/test_load_verify.py",)
+LOAD_REPORT_TESTS = ("tests/integration/test_load_report.py",)
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,95 @@ MUTANTS = [
         '_CONTROL = re.compile(r"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]")',
         '_CONTROL = re.compile(r"[^\\s\\S]")',
         ("tests/integration/test_control_characters.py",),
+        quick=True,
+    ),
+    Mutant(
+        "the verifier ignores the acknowledged version",
+        VERIFY,
+        'if not _differences(claim.acked, row) and row["version"] == claim.version:',
+        "if not _differences(claim.acked, row):",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the verifier ignores the changes a completed task owed its lead",
+        VERIFY,
+        "elif claim.changes and (",
+        "elif False and claim.changes and (",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the verifier ignores a lead stored under another id than acknowledged",
+        VERIFY,
+        'if row["id"] != claim.lead_id:',
+        "if False:",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the verifier accepts an unanswered create that landed with other content",
+        VERIFY,
+        "if row is None or claim.pending is None or not _differences(claim.pending, row):",
+        "if True:",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the verifier holds a lead handed to jobs to its first state",
+        VERIFY,
+        "    if not claim.exact:\n        return None\n",
+        "",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the verifier lets an email go out twice",
+        VERIFY,
+        "if sent > 1:",
+        "if sent > 2:",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the verifier lets a completed task's email or push go missing",
+        VERIFY,
+        'and row["status"] == "COMPLETED":',
+        'and row["status"] == "NEVER":',
+        LOAD_VERIFY_TESTS,
+        quick=True,
+        every=True,
+    ),
+    Mutant(
+        "the verifier lets a handler push twice in one attempt",
+        VERIFY,
+        'if pushed > row["attempts"]:',
+        "if False:",
+        LOAD_VERIFY_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the load report passes a run whose Locust broke",
+        REPORT,
+        'if summary["run"]["locust_exit_code"] != 0:',
+        "if False:",
+        LOAD_REPORT_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the load report passes a run whose checks raised",
+        REPORT,
+        'if exceptions := summary["exceptions"]:',
+        "if exceptions := []:",
+        LOAD_REPORT_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "the load report passes an empty ledger",
+        REPORT,
+        'if verification["acknowledged_writes"] == 0 and verification["tasks_accepted"] == 0:',
+        "if False:",
+        LOAD_REPORT_TESTS,
         quick=True,
     ),
 ]

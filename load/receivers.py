@@ -1,0 +1,86 @@
+"""The third parties of a load run as real servers on 127.0.0.1: an SMTP server and a CRM webhook.
+
+Both accept everything that is well formed and record each receipt (load/effects.py). The CRM
+checks the push's signature and refuses an unsigned one, as a real CRM would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from aiosmtpd.controller import Controller
+
+from load.effects import EffectsWriter
+from load.service import free_port
+from orchestrator.leads.crm_sync import SIGNATURE_HEADER
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+class _Inbox:
+    def __init__(self, log: EffectsWriter) -> None:
+        self.log = log
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        headers = bytes(envelope.content).split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
+        message_id = next(
+            (line for line in headers.splitlines() if line.lower().startswith("message-id:")), ""
+        )
+        self.log.record("email", message_id)
+        return "250 Message accepted"
+
+
+class _Crm(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, log: EffectsWriter, secret: str) -> None:
+        super().__init__(("127.0.0.1", 0), _CrmHandler)
+        self.log, self.secret = log, secret
+
+
+class _CrmHandler(BaseHTTPRequestHandler):
+    server: _Crm
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        expected = "sha256=" + hmac.new(self.server.secret.encode(), body, hashlib.sha256).hexdigest()
+        signed = hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected)
+        if signed:
+            self.server.log.record("push", self.headers.get("Idempotency-Key", ""))
+        self.send_response(200 if signed else 401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@contextmanager
+def receivers(log_path: Path) -> Iterator[dict[str, str]]:
+    """Run both servers; yields the service's settings that point its jobs at them."""
+    log, secret = EffectsWriter(log_path), secrets.token_urlsafe(24)
+    smtp_port = free_port()
+    smtp = Controller(_Inbox(log), hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    crm = _Crm(log, secret)
+    thread = threading.Thread(target=crm.serve_forever, name="load-crm", daemon=True)
+    thread.start()
+    try:
+        yield {
+            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "CRM_WEBHOOK_URL": f"http://127.0.0.1:{crm.server_address[1]}/hooks/leads",
+            "CRM_WEBHOOK_SECRET": secret,
+        }
+    finally:
+        crm.shutdown()
+        crm.server_close()
+        smtp.stop()
+        log.close()
