@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv/.synced
 
-.PHONY: up test mutants load lint format check clean
+.PHONY: up test mutants fuzz load lint format check clean
 
 $(VENV): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -23,6 +23,10 @@ test: $(VENV)  ## the whole suite against real PostgreSQL and Redis (pytest exit
 mutants: $(VENV)  ## break the product on purpose (tests/mutants/catalog.py) and check the tests catch each; MUTANTS_ARGS="--quick"
 	@.ci/system-packages
 	$(UV) run --locked python -m tests.mutants.run $(MUTANTS_ARGS)
+
+fuzz: $(VENV)  ## Schemathesis with every check, 300 cases per operation; FUZZ_EXAMPLES=1000 FUZZ_SEED=7
+	@.ci/system-packages
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(UV) run --locked pytest tests/e2e/test_fuzz.py -p no:logging
 
 load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"
 	$(UV) run --locked python -m load $(LOAD_ARGS)

@@ -21,7 +21,14 @@ from orchestrator.leads.services import get_lead, patch_lead
 
 
 class CrmUpdatePayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"lead_id": "01a23391-261d-758d-8727-70b42c7ce381", "changes": {"status": "contacted"}}
+            ]
+        },
+    )
 
     lead_id: uuid.UUID = Field(description="The lead to update and sync")
     changes: LeadPatch = Field(default_factory=LeadPatch, description="Fields to change first, as in PATCH")

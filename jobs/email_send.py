@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 from sqlalchemy.dialects.postgresql import insert
 
 from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
+from orchestrator.leads.schemas import Email
 from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
-from orchestrator.mail.render import build_message, render, unknown_placeholders
+from orchestrator.mail.render import TEMPLATE_PATTERN, build_message, render, unknown_placeholders
 from orchestrator.mail.transport import send_smtp, write_eml
 
 if TYPE_CHECKING:
@@ -33,18 +34,46 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": "string"}}}
+
+
 class EmailPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [_given("lead_id"), _given("to")]},
+                {"anyOf": [_given("text"), _given("html")]},
+            ],
+            "examples": [
+                {
+                    "lead_id": "01a23391-261d-758d-8727-70b42c7ce381",
+                    "subject": "Hello {first_name}",
+                    "text": "Hi {first_name} of {company}, thanks for your interest.",
+                }
+            ],
+        },
+    )
 
     lead_id: uuid.UUID | None = Field(
         default=None, description="Fills the templates; its email is the default To"
     )
-    to: EmailStr | None = Field(default=None, description="Recipient; default: the lead's email")
-    subject: str = Field(min_length=1, max_length=300, description="Template, e.g. 'Hello {first_name}'")
-    text: str | None = Field(default=None, max_length=100_000, description="Plain-text body template")
-    html: str | None = Field(
-        default=None, max_length=200_000, description="HTML body template (values escaped)"
+    to: Email | None = Field(default=None, description="Recipient; default: the lead's email")
+    subject: str = Field(
+        min_length=1,
+        max_length=300,
+        description="Template, e.g. 'Hello {first_name}'",
+        json_schema_extra={"pattern": TEMPLATE_PATTERN},
     )
+    text: (
+        Annotated[str, WithJsonSchema({"type": "string", "maxLength": 100_000, "pattern": TEMPLATE_PATTERN})]
+        | None
+    ) = Field(default=None, max_length=100_000, description="Plain-text body template")
+    html: (
+        Annotated[str, WithJsonSchema({"type": "string", "maxLength": 200_000, "pattern": TEMPLATE_PATTERN})]
+        | None
+    ) = Field(default=None, max_length=200_000, description="HTML body template (values escaped)")
 
     @field_validator("subject", "text", "html")
     @classmethod

@@ -17,7 +17,9 @@ from orchestrator.leads.services import get_lead
 
 
 class LeadProcessPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"lead_id": "01a23391-261d-758d-8727-70b42c7ce381"}]}
+    )
 
     lead_id: uuid.UUID = Field(description="The lead to normalise and score")
 

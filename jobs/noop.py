@@ -11,7 +11,7 @@ from orchestrator.job import JobContext, JobType, RetryPolicy
 
 
 class NoopPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"echo": {"score": 42}}]})
 
     sleep_s: float = Field(default=0.0, ge=0, le=3600, description="Seconds to sleep before finishing")
     echo: dict[str, Any] | None = Field(default=None, description="Returned as the task's result")

@@ -11,9 +11,9 @@ the last completed step and runs every step exactly once.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, model_validator
 from sqlalchemy import select, text
 
 from orchestrator.errors import Unprocessable
@@ -30,9 +30,23 @@ POLL_S = 15.0
 
 
 class WorkflowPayload(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["workflow"], "properties": {"workflow": {"type": "string"}}},
+                {"required": ["steps"], "properties": {"steps": {"type": "array"}}},
+            ],
+            "examples": [
+                {"workflow": "new_lead_followup"},
+                {"steps": [{"type": "noop", "payload": {"echo": {"score": 1}}}, {"type": "noop"}]},
+            ],
+        },
+    )
 
-    workflow: str | None = Field(default=None, description=f"A named workflow: {', '.join(sorted(NAMED))}")
+    workflow: Annotated[str, WithJsonSchema({"type": "string", "enum": sorted(NAMED)})] | None = Field(
+        default=None, description=f"A named workflow: {', '.join(sorted(NAMED))}"
+    )
     steps: list[Step] | None = Field(
         default=None, min_length=1, max_length=50, description="An inline workflow"
     )

@@ -159,3 +159,40 @@ async def dequeued_unclaimed(settings: Settings, task_id: str, dequeued_s_ago: f
         await queue.redis.set(job.id, queue.serialize(job))
     finally:
         await queue.disconnect()
+
+
+ROUND_AFTER = text(
+    "SELECT r.started_at FROM reconciler_rounds r, tasks t"
+    " WHERE r.name = 'reconcile' AND t.id = :id AND r.started_at > t.run_at"
+)
+
+
+async def reconciler_rounds_after_run_at(settings: Settings, task_id: str, rounds: int = 2) -> None:
+    """Until `rounds` reconciler rounds have started after the task's run_at, by the database's
+    clock: every round but the last has then finished, and found the task due."""
+    engine = create_async_engine(settings.sqlalchemy_url)
+    seen: set[Any] = set()
+    try:
+        async with asyncio.timeout(30):
+            while len(seen) < rounds:
+                async with engine.connect() as connection:
+                    started = await connection.scalar(ROUND_AFTER, {"id": uuid.UUID(task_id)})
+                if started is not None:
+                    seen.add(started)
+                await asyncio.sleep(0.1)
+    finally:
+        await engine.dispose()
+
+
+async def saq_job_done(settings: Settings, key: str) -> None:
+    """Until SAQ's job `key` has been processed (or is gone from Redis)."""
+    queue = make_queue(settings)
+    try:
+        async with asyncio.timeout(30):
+            while (job := await queue.job(key)) is not None and job.status not in TERMINAL_SAQ:  # noqa: ASYNC110  (state in Redis)
+                await asyncio.sleep(0.05)
+    finally:
+        await queue.disconnect()
+
+
+TERMINAL_SAQ = (Status.COMPLETE, Status.FAILED, Status.ABORTED)

@@ -32,6 +32,7 @@ from orchestrator.db import engine_options
 from orchestrator.health import HealthController
 from orchestrator.job import discover
 from orchestrator.leads.controllers import LeadController, LeadTaskController
+from orchestrator.openapi import exact_request_schemas
 from orchestrator.queue import make_queue
 from orchestrator.rates import parse_limit
 from orchestrator.saq_ui import (
@@ -42,6 +43,7 @@ from orchestrator.saq_ui import (
 )
 from orchestrator.settings import Settings, get_settings
 from orchestrator.tasks.controllers import JobTypeController, TaskController
+from orchestrator.web.allow import AllowEveryMethod
 from orchestrator.web.deliveries import deliver, request_deliveries
 from orchestrator.web.problems import internal_error_handler, problem_details_config
 from orchestrator.web.transactions import committed_session
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.queue = make_queue(settings)
         app.state.callers = Callers(alchemy.create_session_maker(), settings.api_key_cache_s)
         app.state.rate_limiter = RateLimiter(settings, default_rate_limit, failure_limit)
+        exact_request_schemas(app.openapi_schema, registry)
         await app.state.rate_limiter.warm_up()
         try:
             yield
@@ -100,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         },
         exception_handlers={Exception: internal_error_handler},
         after_response=deliver,
+        before_send=[AllowEveryMethod()],
         signature_namespace=saq_ui_signature_namespace,
         lifespan=[per_process],
         request_max_body_size=settings.max_request_body_bytes,

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 RowT = TypeVar("RowT")
 
+# A row id's 16 bytes in unpadded base64url: every string of this form is a position.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{22}$"
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 200
 

@@ -57,7 +57,7 @@ async def test_a_refused_batch_enqueues_none_of_its_tasks(client, queue):
         "tasks": [{"type": "noop", "run_at": LATER}] * 3 + [{"type": "noop", "lead_id": str(uuid.uuid4())}]
     }
     response = await client.post("/tasks/batch", json=bad)
-    assert response.status_code == 422
+    assert response.status_code == 404
     assert response.json()["field"] == "tasks[3].lead_id"
     assert await queue.redis.zcard(queue.namespace("incomplete")) == before
 
@@ -67,7 +67,7 @@ async def test_a_refused_task_does_not_spend_its_idempotency_key(client):
     refused = {"type": "noop", "lead_id": str(uuid.uuid4())}
     for _ in range(2):
         response = await client.post("/tasks", json=refused, headers={"Idempotency-Key": key})
-        assert response.status_code == 422
+        assert response.status_code == 404
         assert response.json()["field"] == "lead_id"
     accepted = await client.post("/tasks", json={"type": "noop"}, headers={"Idempotency-Key": key})
     assert accepted.status_code == 202

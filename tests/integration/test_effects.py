@@ -38,6 +38,21 @@ async def _claim(sessions, task_id: uuid.UUID, attempt: int, name: str = "send")
         return await effects.claim(session, task_id, attempt, name, hold_s=10)
 
 
+async def _blocked_on_a_lock(sessions) -> None:
+    """Until a backend of this database waits for a row lock."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with asyncio.timeout(10):
+        while True:
+            # A transaction each: pg_stat_activity is read once per transaction.
+            async with sessions() as session:
+                if await session.scalar(query):
+                    return
+            await asyncio.sleep(0.02)
+
+
 async def test_an_effect_is_claimed_once_per_task(client, sessions):
     task_id = await _running(client, sessions)
     assert await _claim(sessions, task_id, 1) is True
@@ -58,7 +73,7 @@ async def test_a_second_claim_waits_for_the_first_and_then_finds_it_done(client,
     async with sessions() as first, first.begin():
         assert await effects.claim(first, task_id, 1, "send", hold_s=10) is True
         second = asyncio.ensure_future(_claim(sessions, task_id, 1))
-        await asyncio.sleep(0.5)
+        await _blocked_on_a_lock(sessions)
         assert not second.done()  # waiting on the first claim's uncommitted row
     assert await second is False
 

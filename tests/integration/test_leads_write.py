@@ -84,10 +84,11 @@ async def test_patch_with_stale_etag_is_412_and_changes_nothing(client):
     assert (await client.get(f"/leads/{lead['id']}")).json()["score"] == 2
 
 
-async def test_patch_that_would_leave_no_contact_is_422(client):
+async def test_patch_that_would_leave_no_contact_conflicts_with_the_lead_409(client):
     lead, _ = await _lead(client)
     response = await client.patch(f"/leads/{lead['id']}", json={"email": None, "phone": None})
-    assert response.status_code == 422
+    assert response.status_code == 409
+    assert "neither an email nor a phone" in response.json()["detail"]
     assert (await client.get(f"/leads/{lead['id']}")).json()["email"] == lead["email"]
 
 

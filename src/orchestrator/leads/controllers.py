@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from orchestrator.etags import etag
+from orchestrator.etags import IF_MATCH_PATTERN, etag
 from orchestrator.job import Registry  # noqa: TC001  (Litestar reads it at runtime)
 from orchestrator.leads import services
 from orchestrator.leads.models import Lead, LeadStatus
@@ -26,7 +27,14 @@ from orchestrator.web.problems import problems
 from orchestrator.web.replay import IdempotencyKeyHeader, idempotent
 
 IfMatch = Annotated[
-    str | None, HeaderParameter(name="If-Match", required=False, description="An ETag from a previous read")
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        required=False,
+        pattern=IF_MATCH_PATTERN,
+        description='An ETag from a previous read ("3"), a list of them, or *',
+        examples=[Example(value='"1"')],
+    ),
 ]
 
 

@@ -3,25 +3,49 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any, Self
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
+    GetJsonSchemaHandler,
     StringConstraints,
+    field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue, WithJsonSchema
 
 from orchestrator.json_bounds import BoundedJSON
 from orchestrator.leads.models import LeadStatus
 from orchestrator.plain_text import plain
 
+if TYPE_CHECKING:
+    from pydantic_core import CoreSchema
+
 Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(plain)]
-Email = Annotated[EmailStr, StringConstraints(max_length=320), AfterValidator(plain)]
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+# email-validator refuses the special-use domains (x@host.test, x@box.local): so does the schema.
+_SPECIAL_USE = "|".join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES))
+EMAIL_SCHEMA = {
+    "type": "string",
+    "format": "email",
+    "maxLength": 320,
+    "pattern": rf"^.+@(?!(?:[^@.]+\.)*(?:{_SPECIAL_USE})\.?$)[^@]+$",
+}
+Email = Annotated[
+    EmailStr, StringConstraints(max_length=320), AfterValidator(plain), WithJsonSchema(EMAIL_SCHEMA)
+]
 # Stored as sent ("555-5678" included): normalising to E.164 is the lead_process job's work.
 Phone = Annotated[str, StringConstraints(max_length=50), AfterValidator(plain)]
 Source = Annotated[str, StringConstraints(max_length=100), AfterValidator(plain)]
@@ -35,6 +59,25 @@ class _Strict(BaseModel):
 
 class LeadWrite(_Strict):
     """Every writable field: the body of POST (create) and PUT (full replace)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["email"], "properties": {"email": {"type": "string"}}},
+                {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
+            ],
+            "examples": [
+                {"email": "ada@example.com", "first_name": "Ada", "company": "Acme", "source": "web"},
+                {
+                    "phone": "+14155552671",
+                    "status": "contacted",
+                    "score": 70,
+                    "attributes": {"tags": ["vip"]},
+                },
+            ],
+        },
+    )
 
     first_name: Name | None = None
     last_name: Name | None = None
@@ -53,8 +96,27 @@ class LeadWrite(_Strict):
         return self
 
 
+class NeverNull:
+    """Schema of a field that may be left out but not sent as null: the null branch goes."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+        if len(branches) == 1:
+            schema.update(branches[0])
+        schema.pop("default", None)
+        return schema
+
+
 class LeadPatch(_Strict):
     """PATCH: only the fields sent change; `attributes` is merged as in RFC 7396 (null removes a key)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"status": "qualified", "attributes": {"campaign": "spring"}}]},
+    )
 
     first_name: Name | None = None
     last_name: Name | None = None
@@ -62,16 +124,17 @@ class LeadPatch(_Strict):
     phone: Phone | None = None
     company: Name | None = None
     source: Source | None = None
-    status: LeadStatus | None = None
+    # Absent, never null: the schema says so; the validator below says why.
+    status: Annotated[LeadStatus | None, NeverNull()] = None
     score: Score | None = None
-    attributes: BoundedJSON | None = None
+    attributes: Annotated[BoundedJSON | None, NeverNull()] = None
 
-    @model_validator(mode="after")
-    def _not_null(self) -> Self:
-        for name in ("status", "attributes"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
+    @field_validator("status", "attributes")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("cannot be null; leave the field out to keep it")
+        return value
 
 
 class LeadRead(BaseModel):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from orchestrator.errors import Conflict, NotFound, PreconditionFailed
 from orchestrator.etags import if_match_allows
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
@@ -113,7 +113,8 @@ async def patch_lead(
     for name, value in changes.items():
         setattr(lead, name, value)
     if lead.email is None and lead.phone is None:
-        raise Unprocessable("a lead needs an email or a phone", field="email")
+        # Each change may be fine on its own; together with the lead as it is, it is not.
+        raise Conflict("the change would leave the lead with neither an email nor a phone", field="email")
     await _flush(session)
     return lead
 

@@ -12,7 +12,14 @@ from email.message import EmailMessage
 from typing import Any
 
 FIELDS = frozenset({"first_name", "last_name", "email", "phone", "company", "source", "status"})
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
+PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
+# The same rule as a JSON Schema pattern: any text, but a `{` that opens a placeholder opens a
+# known one (and, as everywhere, no control character).
+TEMPLATE_PATTERN = (
+    r"^(?:[^{\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
+    rf"|\{{(?:{'|'.join(sorted(FIELDS))})\}}"
+    r"|\{(?![A-Za-z0-9_]+\}))*$"
+)
 
 
 def unknown_placeholders(template: str) -> set[str]:

@@ -43,7 +43,7 @@ class TaskController(Controller):
     path = "/tasks"
     tags = ["tasks"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, responses=problems(400, 409, 413, 422))
+    @post("/", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 422))
     async def submit_task(
         self,
         request: Request[Any, Any, Any],
@@ -59,7 +59,7 @@ class TaskController(Controller):
         body = data.model_dump(mode="json")
         return await idempotent(db_session, request, idempotency_key, body, create)
 
-    @post("/batch", status_code=HTTP_202_ACCEPTED, responses=problems(400, 409, 413, 422))
+    @post("/batch", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 422))
     async def submit_tasks(
         self,
         request: Request[Any, Any, Any],
@@ -123,7 +123,7 @@ class JobTypeController(Controller):
     path = "/jobs"
     tags = ["jobs"]
 
-    @get("/")
+    @get("/", responses=problems())
     async def list_job_types(self, registry: NamedDependency[Registry]) -> list[JobTypeRead]:
         """Every job type this service can run, with its payload JSON schema and policy."""
         return [JobTypeRead.model_validate(registry[name].describe()) for name in sorted(registry)]

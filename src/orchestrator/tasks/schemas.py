@@ -6,22 +6,56 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from orchestrator.json_bounds import BoundedJSON
 from orchestrator.plain_text import plain
 from orchestrator.tasks.status import TaskStatus
 
+# The OpenAPI document lists this service's job types wherever a field carries this mark.
+JOB_TYPE_MARK = "job-type"  # a JSON Schema `format` of our own
+JobTypeName = Annotated[
+    str,
+    StringConstraints(max_length=100),
+    AfterValidator(plain),
+    Field(description="A job type from GET /jobs", json_schema_extra={"format": JOB_TYPE_MARK}),
+]
+
+
+# Years as written, offset and all: beyond them PostgreSQL's timestamps and Python's datetimes
+# part ways (year 1 comes back as -infinity), and no task is meant for them anyway.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+_YEARS = r"(?:19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+
+
+def _plausible(run_at: dt.datetime) -> dt.datetime:
+    if not FIRST_YEAR <= run_at.year <= LAST_YEAR:
+        raise ValueError(f"the year must be from {FIRST_YEAR} to {LAST_YEAR}")
+    return run_at
+
+
+RunAt = Annotated[
+    AwareDatetime,
+    AfterValidator(_plausible),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": f"^{_YEARS}-"}),
+]
+
 
 class TaskCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: Annotated[str, StringConstraints(max_length=100), AfterValidator(plain)] = Field(
-        description="A job type from GET /jobs"
-    )
+    type: JobTypeName
     payload: BoundedJSON = Field(default_factory=dict, description="Validated against the type's schema")
     lead_id: uuid.UUID | None = None
-    run_at: AwareDatetime | None = Field(default=None, description="Not before this time (with a timezone)")
+    run_at: RunAt | None = Field(default=None, description="Not before this time (with a timezone)")
     max_attempts: int | None = Field(default=None, ge=1, le=100, description="Default: the job type's")
     timeout_s: float | None = Field(default=None, gt=0, le=86_400, description="Default: the job type's")
 

@@ -56,7 +56,8 @@ async def submit_task(
     except IntegrityError as exc:
         # The foreign key decides, so a lead deleted a moment ago is refused too, never a 500.
         if LEAD_KEY in str(exc.orig):
-            raise Unprocessable(f"lead_id: lead {data.lead_id} does not exist", field="lead_id") from None
+            # 404 as for any id that names nothing, like Stripe's `resource_missing`.
+            raise NotFound(f"lead_id: lead {data.lead_id} does not exist", field="lead_id") from None
         raise
     deliveries.add(task)
     return task
@@ -70,9 +71,9 @@ async def submit_tasks(
     for index, data in enumerate(batch):
         try:
             tasks.append(await submit_task(session, registry, deliveries, data))
-        except Unprocessable as exc:
+        except (Unprocessable, NotFound) as exc:
             field = f"tasks[{index}].{exc.extra.pop('field', '')}".rstrip(".")
-            raise Unprocessable(f"tasks[{index}].{exc.detail}", field=field, **exc.extra) from None
+            raise type(exc)(f"tasks[{index}].{exc.detail}", field=field, **exc.extra) from None
     return tasks
 
 

@@ -12,13 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.tasks.schemas import JobTypeName
+
 REFERENCE = re.compile(r"^\$\{(lead_id|steps\.(\d+)((?:\.\w+)*))\}$")
 
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(max_length=100, description="A job type from GET /jobs")
+    type: JobTypeName
     payload: dict[str, Any] = Field(default_factory=dict)
 
 

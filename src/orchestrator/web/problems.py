@@ -69,24 +69,23 @@ def from_domain_error(exc: DomainError) -> ProblemDetailsException:
 def from_validation_error(exc: ValidationException) -> ProblemDetailsException:
     """Litestar answers 400 for every validation error; a well-formed request with bad values is 422."""
     errors = [
-        {
-            "field": _field_name(item),
-            "message": item.get("message", ""),
-            "in": item.get("source") or "body",
-        }
+        # A rule of the whole body (a model validator) names no field: "field" is left out
+        # rather than naming a field the body does not have.
+        ({"field": field} if (field := _field_name(item)) else {})
+        | {"message": item.get("message", ""), "in": item.get("source") or "body"}
         for item in (exc.extra if isinstance(exc.extra, list) else [])
         if isinstance(item, dict)
     ]
     if not errors:
         return _problem(400, "Bad Request", str(exc.detail))
-    fields = ", ".join(f"{e['field']}: {e['message']}" for e in errors)
+    fields = ", ".join(f"{e.get('field', e['in'])}: {e['message']}" for e in errors)
     return _problem(
         HTTP_422_UNPROCESSABLE_ENTITY, "Unprocessable Content", f"Invalid {fields}", errors=errors
     )
 
 
 def _field_name(item: dict[str, Any]) -> str:
-    key = str(item.get("key") or "body")
+    key = str(item.get("key") or "")
     if item.get("source") == "header":  # Litestar names the handler argument; clients know the header
         return "-".join(part.capitalize() for part in key.split("_"))
     return key

@@ -1,0 +1,153 @@
+"""The OpenAPI document states exactly what the API accepts, so that a client generated from it,
+or a fuzzer, sends nothing the API refuses and finds every rule it enforces.
+
+Litestar's schema generator drops much of a Pydantic model (bounds such as `gt`, `extra="forbid"`,
+model-level rules), so the request bodies are described by Pydantic's own JSON Schema instead.
+On top of that, rules of the API that no model states field by field:
+- every string a request carries is plain text (orchestrator.plain_text), free-form JSON included;
+- POST /tasks takes one shape per job type: `type` names it, `payload` follows its schema;
+- a query or header parameter is absent or a value, never null (Litestar writes `str | None`
+  as "string or null", and clients then send the text "null").
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any
+
+from litestar.openapi.spec import OpenAPIType, Schema
+from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
+
+from orchestrator.leads.schemas import LeadPatch, LeadWrite
+from orchestrator.plain_text import NO_CONTROLS
+from orchestrator.tasks.schemas import JOB_TYPE_MARK, TaskBatch, TaskCreate
+
+if TYPE_CHECKING:
+    from litestar.openapi.spec import OpenAPI
+    from pydantic import BaseModel
+
+    from orchestrator.job import Registry
+
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (LeadWrite, LeadPatch, TaskCreate, TaskBatch)
+COMPONENTS = "#/components/schemas/"
+PLAIN_JSON = "PlainJSON"
+# Any JSON value whose strings and keys are plain text: lead attributes, payloads.
+PLAIN_JSON_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value; no string or key holds a control character",
+    "anyOf": [
+        {"type": "string", "pattern": NO_CONTROLS},
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": {"$ref": COMPONENTS + PLAIN_JSON}},
+        {
+            "type": "object",
+            "propertyNames": {"pattern": NO_CONTROLS},
+            "additionalProperties": {"$ref": COMPONENTS + PLAIN_JSON},
+        },
+    ],
+}
+# Formats whose every valid value is plain text already.
+_PLAIN_FORMATS = {"uuid", "date-time", "date", "email"}
+
+
+def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
+    """Replace the request bodies' component schemas with exact ones (in place, once per process)."""
+    _no_null_parameters(openapi)
+    if openapi.components.schemas is None:
+        openapi.components.schemas = {}
+    schemas: dict[str, Any] = openapi.components.schemas
+    _, found = models_json_schema(
+        [(model, "validation") for model in REQUEST_MODELS], ref_template=COMPONENTS + "{model}"
+    )
+    definitions = found["$defs"]
+    alternatives = {}
+    for name in sorted(registry):
+        payload = registry[name].payload
+        prefix = f"{name}."
+        payload_schema = payload.model_json_schema(ref_template=COMPONENTS + prefix + "{model}")
+        for nested, definition in payload_schema.pop("$defs", {}).items():
+            definitions[prefix + nested] = definition
+        alternative = copy.deepcopy(definitions[TaskCreate.__name__])
+        alternative["title"] = f"TaskCreate.{name}"
+        alternative["properties"]["type"] = {"const": name, "description": registry[name].description}
+        alternative["properties"]["payload"] = payload_schema
+        if not _takes_empty(payload):
+            alternative["required"] = [*alternative.get("required", []), "payload"]
+        definitions[alternative["title"]] = alternative
+        alternatives[name] = COMPONENTS + alternative["title"]
+    definitions[TaskCreate.__name__] = {
+        "title": TaskCreate.__name__,
+        "description": "One job type's task: `type` decides the schema of `payload`",
+        "oneOf": [{"$ref": ref} for ref in alternatives.values()],
+        "discriminator": {"propertyName": "type", "mapping": alternatives},
+    }
+    job_types = sorted(registry)
+    for name, definition in definitions.items():
+        schemas[name] = _exact(definition, job_types)
+    schemas[PLAIN_JSON] = PLAIN_JSON_SCHEMA
+
+
+# Keys whose value maps names to schemas, holds a list of schemas, or is one schema.
+_SCHEMA_MAPS = {"properties", "patternProperties", "$defs", "dependentSchemas"}
+_SCHEMA_LISTS = {"anyOf", "oneOf", "allOf", "prefixItems"}
+_SCHEMAS = {"items", "additionalProperties", "not", "propertyNames", "contains", "if", "then", "else"}
+
+
+def _exact(schema: Any, job_types: list[str]) -> Any:
+    """`schema` with every string patterned as plain text, every free-form value as PlainJSON,
+    and every field that names a job type (JOB_TYPE_MARK) an enum of this service's types."""
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("format") == JOB_TYPE_MARK:
+        return {k: v for k, v in schema.items() if k != "format"} | {"enum": job_types}
+    if not set(schema) - {"description", "title", "default"}:  # `{}`: any value at all
+        return {"$ref": COMPONENTS + PLAIN_JSON} | schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _SCHEMA_MAPS:
+            out[key] = {name: _exact(item, job_types) for name, item in value.items()}
+        elif key in _SCHEMA_LISTS:
+            out[key] = [_exact(item, job_types) for item in value]
+        elif key in _SCHEMAS:
+            out[key] = _exact(value, job_types)
+        else:
+            out[key] = value
+    if out.get("type") == "string" and "pattern" not in out and out.get("format") not in _PLAIN_FORMATS:
+        out["pattern"] = NO_CONTROLS
+    if out.get("type") == "object" and out.get("additionalProperties", True) is True:
+        out["additionalProperties"] = {"$ref": COMPONENTS + PLAIN_JSON}
+        out["propertyNames"] = {"pattern": NO_CONTROLS}
+    return out
+
+
+def _no_null_parameters(openapi: OpenAPI) -> None:
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            for parameter in (operation.parameters or []) if operation is not None else []:
+                schema = getattr(parameter, "schema", None)
+                if isinstance(schema, Schema) and schema.one_of:
+                    values = [
+                        s for s in schema.one_of if not (isinstance(s, Schema) and s.type == OpenAPIType.NULL)
+                    ]
+                    # Only plain strings: for any other type (an enum, a uuid) Litestar reads
+                    # the text "null" as absent, so "null" is an accepted value there.
+                    plain = values[0] if len(values) == 1 else None
+                    if (
+                        isinstance(plain, Schema)
+                        and plain.type == OpenAPIType.STRING
+                        and plain.format is None
+                    ):
+                        schema.one_of = None
+                        for name, value in vars(plain).items():  # its type and any bounds
+                            if value is not None and getattr(schema, name) is None:
+                                setattr(schema, name, value)
+
+
+def _takes_empty(payload: type[BaseModel]) -> bool:
+    """Whether a task of this type may leave out `payload` (it defaults to {})."""
+    try:
+        payload.model_validate({})
+    except ValidationError:
+        return False
+    return True

@@ -1,0 +1,90 @@
+"""The OpenAPI document says what the API enforces, and the API enforces what it says.
+
+Schemathesis checks the two against each other at large (tests/e2e/test_fuzz.py); these pin the
+rules that were once looser in the document than in the code, or the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.factories import lead_body
+
+
+@pytest.fixture
+async def openapi(client) -> dict[str, Any]:
+    document: dict[str, Any] = (await client.get("/schema/openapi.json")).json()
+    return document
+
+
+def component(openapi: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = openapi["components"]["schemas"][name]
+    return found
+
+
+async def test_a_task_has_one_shape_per_job_type_of_this_service(openapi, client):
+    types = sorted(job["name"] for job in (await client.get("/jobs")).json())
+    task = component(openapi, "TaskCreate")
+    assert sorted(task["discriminator"]["mapping"]) == types
+    email = component(openapi, "TaskCreate.email_send")
+    assert email["properties"]["type"] == {
+        "const": "email_send",
+        "description": email["properties"]["type"]["description"],
+    }
+    assert "payload" in email["required"]  # an empty payload is refused
+    assert "payload" not in component(openapi, "TaskCreate.noop").get("required", [])
+    assert component(openapi, "workflow_execute.Step")["properties"]["type"]["enum"] == types
+
+
+async def test_the_bounds_the_code_enforces_are_in_the_document(openapi):
+    task = component(openapi, "TaskCreate.noop")["properties"]
+    assert task["timeout_s"]["anyOf"][0]["exclusiveMinimum"] == 0
+    lead = component(openapi, "LeadWrite")
+    assert lead["additionalProperties"] is False
+    assert [branch["required"] for branch in lead["anyOf"]] == [["email"], ["phone"]]
+    patch = component(openapi, "LeadPatch")["properties"]
+    assert "anyOf" not in patch["status"]  # absent or a status, never null
+    assert patch["score"]["anyOf"][0] == {"maximum": 100, "minimum": 0, "type": "integer"}
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"), [("/leads", "GET, OPTIONS, POST"), ("/tasks", "GET, OPTIONS, POST")]
+)
+async def test_options_lists_every_method_of_the_path(client, path, allowed):
+    response = await client.options(path)
+    assert response.headers["allow"] == allowed
+
+
+async def test_a_malformed_if_match_is_refused_not_taken_for_a_stale_one(client):
+    lead = (await client.post("/leads", json=lead_body())).json()
+    for if_match in ("0", "", '"1', "W/1"):
+        response = await client.patch(
+            f"/leads/{lead['id']}", json={"score": 1}, headers={"If-Match": if_match}
+        )
+        assert response.status_code == 422, (if_match, response.text)
+        assert response.json()["errors"][0]["field"] == "If-Match"
+    stale = await client.patch(f"/leads/{lead['id']}", json={"score": 1}, headers={"If-Match": '"7", W/"1"'})
+    assert stale.status_code == 412
+
+
+async def test_a_cursor_is_22_base64url_characters_and_any_such_is_a_position(client):
+    assert (await client.get("/leads", params={"cursor": "x" * 21})).status_code == 422
+    page = await client.get("/leads", params={"cursor": "A" * 22})
+    assert page.status_code == 200
+
+
+async def test_an_email_at_a_special_use_domain_is_refused_as_the_document_says(client, openapi):
+    pattern = re.compile(component(openapi, "LeadWrite")["properties"]["email"]["anyOf"][0]["pattern"])
+    for email, allowed in (("ada@example.com", True), ("ada@box.test", False), ("ada@HOST.LOCAL", False)):
+        response = await client.post("/leads", json={"email": email})
+        assert (response.status_code == 201) is allowed, response.text
+        assert bool(pattern.match(email)) is allowed
+
+
+async def test_a_rule_of_the_whole_body_names_no_field(client):
+    response = await client.post("/leads", json={"first_name": "Ada"})
+    assert response.status_code == 422
+    assert [set(error) for error in response.json()["errors"]] == [{"message", "in"}]
