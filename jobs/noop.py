@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.job import JobContext, JobType, RetryPolicy
+from orchestrator.json_types import AS_NUMBER
 
 
 class NoopPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"echo": {"score": 42}}]})
 
-    sleep_s: float = Field(default=0.0, ge=0, le=3600, description="Seconds to sleep before finishing")
+    sleep_s: Annotated[float, Field(ge=0, le=3600), AS_NUMBER] = Field(
+        default=0.0, description="Seconds to sleep before finishing"
+    )
     echo: dict[str, Any] | None = Field(default=None, description="Returned as the task's result")
 
 

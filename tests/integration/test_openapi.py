@@ -88,3 +88,21 @@ async def test_a_rule_of_the_whole_body_names_no_field(client):
     response = await client.post("/leads", json={"first_name": "Ada"})
     assert response.status_code == 422
     assert [set(error) for error in response.json()["errors"]] == [{"message", "in"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/tasks", {"type": "noop", "run_at": 0}, "run_at"),
+        ("/tasks", {"type": "noop", "run_at": "1700000000"}, "run_at"),
+        ("/tasks", {"type": "noop", "run_at": "2030-01-01 09:00:00Z"}, "run_at"),
+        ("/tasks", {"type": "noop", "timeout_s": "5"}, "timeout_s"),
+        ("/tasks", {"type": "noop", "max_attempts": "3"}, "max_attempts"),
+        ("/tasks", {"type": "noop", "payload": {"sleep_s": "1"}}, "payload"),
+        ("/leads", lead_body() | {"score": "10"}, "score"),
+    ],
+)
+async def test_a_value_of_another_json_type_is_refused_not_coerced(client, path, body, field):
+    response = await client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert field in response.json()["detail"]

@@ -10,15 +10,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
+from orchestrator.json_types import JSONBool, JSONInt, JSONNumber
 
 
 class FlakyPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     marker_dir: str
-    fail_attempts: int = 0
-    permanent: bool = False
-    sleep_s: float = 0.0
+    fail_attempts: JSONInt = 0
+    permanent: JSONBool = False
+    sleep_s: JSONNumber = 0.0
 
 
 async def handle(ctx: JobContext, payload: FlakyPayload) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue, WithJsonSchema
 
 from orchestrator.json_bounds import BoundedJSON
+from orchestrator.json_types import AS_INTEGER
 from orchestrator.leads.models import LeadStatus
 from orchestrator.plain_text import plain
 
@@ -49,7 +50,7 @@ Email = Annotated[
 # Stored as sent ("555-5678" included): normalising to E.164 is the lead_process job's work.
 Phone = Annotated[str, StringConstraints(max_length=50), AfterValidator(plain)]
 Source = Annotated[str, StringConstraints(max_length=100), AfterValidator(plain)]
-Score = Annotated[int, Field(ge=0, le=100)]
+Score = Annotated[int, Field(ge=0, le=100), AS_INTEGER]
 
 
 class _Strict(BaseModel):

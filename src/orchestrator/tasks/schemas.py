@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Annotated, Any
 
@@ -10,6 +11,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -17,6 +19,7 @@ from pydantic import (
 )
 
 from orchestrator.json_bounds import BoundedJSON
+from orchestrator.json_types import AS_INTEGER, AS_NUMBER
 from orchestrator.plain_text import plain
 from orchestrator.tasks.status import TaskStatus
 
@@ -36,6 +39,17 @@ FIRST_YEAR, LAST_YEAR = 1970, 9998
 _YEARS = r"(?:19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
 
 
+# RFC 3339, as JSON Schema's `date-time`: Pydantic alone would also take 1700000000 (a number
+# or a string) as seconds since 1970, a space for the T, or no seconds.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def _text(value: object) -> object:
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _RFC3339.fullmatch(value)):
+        return value
+    raise ValueError("give an RFC 3339 date-time such as 2030-01-01T09:00:00Z")
+
+
 def _plausible(run_at: dt.datetime) -> dt.datetime:
     if not FIRST_YEAR <= run_at.year <= LAST_YEAR:
         raise ValueError(f"the year must be from {FIRST_YEAR} to {LAST_YEAR}")
@@ -44,6 +58,7 @@ def _plausible(run_at: dt.datetime) -> dt.datetime:
 
 RunAt = Annotated[
     AwareDatetime,
+    BeforeValidator(_text),
     AfterValidator(_plausible),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": f"^{_YEARS}-"}),
 ]
@@ -56,8 +71,12 @@ class TaskCreate(BaseModel):
     payload: BoundedJSON = Field(default_factory=dict, description="Validated against the type's schema")
     lead_id: uuid.UUID | None = None
     run_at: RunAt | None = Field(default=None, description="Not before this time (with a timezone)")
-    max_attempts: int | None = Field(default=None, ge=1, le=100, description="Default: the job type's")
-    timeout_s: float | None = Field(default=None, gt=0, le=86_400, description="Default: the job type's")
+    max_attempts: Annotated[int, Field(ge=1, le=100), AS_INTEGER] | None = Field(
+        default=None, description="Default: the job type's"
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=86_400), AS_NUMBER] | None = Field(
+        default=None, description="Default: the job type's"
+    )
 
 
 BATCH_MAX = 500
