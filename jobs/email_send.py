@@ -25,7 +25,13 @@ from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
 from orchestrator.leads.schemas import Email
 from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
-from orchestrator.mail.render import TEMPLATE_PATTERN, build_message, render, unknown_placeholders
+from orchestrator.mail.render import (
+    SUBJECT_PATTERN,
+    TEMPLATE_PATTERN,
+    build_message,
+    render,
+    unknown_placeholders,
+)
 from orchestrator.mail.transport import send_smtp, write_eml
 
 if TYPE_CHECKING:
@@ -64,7 +70,7 @@ class EmailPayload(BaseModel):
         min_length=1,
         max_length=300,
         description="Template, e.g. 'Hello {first_name}'",
-        json_schema_extra={"pattern": TEMPLATE_PATTERN},
+        json_schema_extra={"pattern": SUBJECT_PATTERN},
     )
     text: (
         Annotated[str, WithJsonSchema({"type": "string", "maxLength": 100_000, "pattern": TEMPLATE_PATTERN})]
@@ -74,6 +80,13 @@ class EmailPayload(BaseModel):
         Annotated[str, WithJsonSchema({"type": "string", "maxLength": 200_000, "pattern": TEMPLATE_PATTERN})]
         | None
     ) = Field(default=None, max_length=200_000, description="HTML body template (values escaped)")
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, subject: str) -> str:
+        if "\n" in subject or "\r" in subject or "\t" in subject:
+            raise ValueError("a subject is one line: no line break or tab")
+        return subject
 
     @field_validator("subject", "text", "html")
     @classmethod
@@ -108,14 +121,18 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
     if not recipient:
         raise PermanentError("the lead has no email address and no `to` was given")
     message_id = f"<task-{ctx.task_id}@orchestrator>"
-    message = build_message(
-        sender=ctx.settings.email_from,
-        to=recipient,
-        subject=render(payload.subject, values),
-        text=render(payload.text, values) if payload.text is not None else None,
-        html_body=render(payload.html, values, escape=True) if payload.html is not None else None,
-        message_id=message_id,
-    )
+    try:
+        message = build_message(
+            sender=ctx.settings.email_from,
+            to=recipient,
+            # A lead's field may hold a line break; in a header it would be refused (or worse).
+            subject=" ".join(render(payload.subject, values).split()),
+            text=render(payload.text, values) if payload.text is not None else None,
+            html_body=render(payload.html, values, escape=True) if payload.html is not None else None,
+            message_id=message_id,
+        )
+    except ValueError as exc:  # a header the email package refuses: the same next time
+        raise PermanentError(f"the message cannot be built: {exc}") from None
     # The claim may wait for another attempt's; that wait is this attempt's to give up. Once the
     # send is ours, nothing that stops this attempt (a cancel, its timeout, a shutdown) may cut
     # the exchange between the server's acceptance and the record of it.

@@ -54,8 +54,11 @@ class Effects:
         effects = cls()
         if not path.exists():
             return effects
+        counters = {"email": effects.emails, "push": effects.pushes}
         for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.endswith("}"):  # cut short by a kill: no receipt was answered for it
+                continue
             event = json.loads(line)
             if event["task"] is not None:
-                (effects.emails if event["kind"] == "email" else effects.pushes)[event["task"]] += 1
+                counters[event["kind"]][event["task"]] += 1
         return effects

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from locust import log
 from locust.stats import StatsEntry
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ def summarise(environment: Environment) -> dict[str, Any]:
         "connection_errors": connection_errors,
         "failures_by_kind": failures,
         "exceptions": exceptions,
+        # Locust exits 0 for this too when requests also failed (--exit-code-on-error 0).
+        "unhandled_greenlet_exception": bool(log.unhandled_greenlet_exception),
         "errors": [
             {"method": e.method, "name": e.name, "error": str(e.error), "count": e.occurrences}
             for e in sorted(stats.errors.values(), key=lambda e: -e.occurrences)[:50]

@@ -11,6 +11,8 @@ import hmac
 import secrets
 import threading
 from contextlib import contextmanager
+from email import policy
+from email.parser import BytesHeaderParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +32,8 @@ class _Inbox:
         self.log = log
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        headers = bytes(envelope.content).split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
-        message_id = next(
-            (line for line in headers.splitlines() if line.lower().startswith("message-id:")), ""
-        )
-        self.log.record("email", message_id)
+        headers = BytesHeaderParser(policy=policy.default).parsebytes(bytes(envelope.content))
+        self.log.record("email", str(headers["Message-ID"] or ""))
         return "250 Message accepted"
 
 

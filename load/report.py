@@ -37,6 +37,7 @@ def build_summary(
         "failures_by_kind": locust["failures_by_kind"],
         "errors": locust["errors"],
         "exceptions": locust["exceptions"],
+        "unhandled_greenlet_exception": locust["unhandled_greenlet_exception"],
         "by_name": locust["by_name"],
         "verification": asdict(verdict) | {"ok": verdict.ok},
         "faults": [asdict(fault) for fault in faults],
@@ -53,6 +54,8 @@ def missed(summary: dict[str, Any], thresholds: Thresholds) -> list[str]:
         reasons.append("no request was made")
     if verification["acknowledged_writes"] == 0 and verification["tasks_accepted"] == 0:
         reasons.append("the ledger is empty: no acknowledged write or task to verify")
+    if summary["unhandled_greenlet_exception"]:
+        reasons.append("a Locust greenlet crashed (see locust.log)")
     if exceptions := summary["exceptions"]:
         count = sum(row["count"] for row in exceptions)
         reasons.append(f"{count} exceptions in the users' checks, e.g. {exceptions[0]['error'][:200]}")
@@ -106,7 +109,8 @@ def render(summary: dict[str, Any], reasons: list[str]) -> str:
         f"{len(checked['failed_tasks'])}, completed twice {len(checked['completed_twice'])}",
         f"  side effects     {checked['emails_received']:,} emails and {checked['crm_pushes_received']:,} "
         f"CRM pushes received; missing {len(checked['lost_effects'])}, repeated "
-        f"{len(checked['repeated_effects'])}",
+        f"{len(checked['repeated_effects'])} (and {len(checked['repeated_after_a_lost_attempt'])} "
+        "emails sent again after an attempt was lost, as the limits allow)",
     ]
     lines += [
         f"  fault at {f['at_s']:5.1f} s  {f['what']} ({f['detail']}; {f['took_s']} s)"

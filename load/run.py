@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from load import API_KEY_ENV
-from load.effects import Effects
 from load.ledger import Ledger
 from load.receivers import receivers
 from load.report import build_summary, missed, render
@@ -110,8 +109,8 @@ async def _run(
         still_open = await wait_drained(stack.database_url, since, args.drain_timeout)
         await stack.stop_service()
         # The service has stopped: every email and push its jobs made has reached the receivers.
-        effects = Effects.read(out / "effects.jsonl")
-        verdict = await verify(stack.database_url, Ledger.read(out / "ledger.jsonl"), since, effects)
+        ledger = Ledger.read(out / "ledger.jsonl")
+        verdict = await verify(stack.database_url, ledger, since, out / "effects.jsonl")
         await stack.revoke_api_key()  # on a shared database, no live key is left behind
     finally:
         stack.close()

@@ -169,7 +169,7 @@ ROUND_AFTER = text(
 
 async def reconciler_rounds_after_run_at(settings: Settings, task_id: str, rounds: int = 2) -> None:
     """Until `rounds` reconciler rounds have started after the task's run_at, by the database's
-    clock: every round but the last has then finished, and found the task due."""
+    clock: every round but the last has then finished, with the task due were it pending."""
     engine = create_async_engine(settings.sqlalchemy_url)
     seen: set[Any] = set()
     try:

@@ -36,6 +36,10 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class RefusedChange(Conflict, PermanentError):
+    """A change the stored state refuses: sent again as it is, it is refused again (no retry)."""
+
+
 class Unprocessable(DomainError, PermanentError):
     """A well-formed request whose values break a rule; `field` names the culprit."""
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-# RFC 9110 If-Match: "*" or a list of entity tags. Anything else is refused (400): ignoring a
-# malformed precondition would turn a guarded write into an unguarded one.
+# RFC 9110 If-Match: "*" or a list of entity tags (empty list elements ignored, as the RFC asks).
+# Anything else is refused (422): ignoring a malformed precondition would turn a guarded write
+# into an unguarded one.
 _TAG = r'(?:W/)?"[!#-~]*"'  # etagc: any visible ASCII but the double quote
-IF_MATCH_PATTERN = rf"^[ \t]*(?:\*|{_TAG}(?:[ \t]*,[ \t]*{_TAG})*)[ \t]*$"
+IF_MATCH_PATTERN = rf"^[ \t]*(?:\*|(?:,[ \t]*)*{_TAG}(?:[ \t]*,(?:[ \t]*{_TAG})?)*)[ \t]*$"
 
 
 def etag(version: int) -> str:

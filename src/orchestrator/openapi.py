@@ -16,7 +16,6 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from litestar.openapi.spec import OpenAPIType, Schema
-from pydantic import ValidationError
 from pydantic.json_schema import models_json_schema
 
 from orchestrator.leads.schemas import LeadPatch, LeadWrite
@@ -148,6 +147,6 @@ def _takes_empty(payload: type[BaseModel]) -> bool:
     """Whether a task of this type may leave out `payload` (it defaults to {})."""
     try:
         payload.model_validate({})
-    except ValidationError:
+    except Exception:
         return False
     return True

@@ -152,3 +152,13 @@ async def test_a_retry_pushes_again_without_writing_its_changes_over_a_newer_wri
     assert task["attempts"] == 2
     assert (await api.get(f"/leads/{lead['id']}")).json()["status"] == "qualified"
     assert task["result"]["lead_version"] == newer.json()["version"]
+
+
+async def test_changes_that_would_leave_the_lead_unreachable_fail_at_once(api, crm):
+    lead = await new_lead(api)  # an email, no phone
+    payload = {"lead_id": lead["id"], "changes": {"email": None}}
+    task = await wait_for(api, await submit(api, "crm_update", payload, lead_id=lead["id"]), timeout_s=30)
+    assert task["status"] == "FAILED"
+    assert task["attempts"] == 1  # the same change would be refused again: no retry
+    assert "neither an email nor a phone" in task["error"]
+    assert (await api.get(f"/leads/{lead['id']}")).json()["email"] == lead["email"]

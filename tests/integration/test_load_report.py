@@ -53,6 +53,7 @@ def clean_locust() -> dict[str, Any]:
         "connection_errors": 0,
         "failures_by_kind": {},
         "exceptions": [],
+        "unhandled_greenlet_exception": False,
         "errors": [],
         "by_name": {},
     }
@@ -95,3 +96,8 @@ def test_a_run_whose_locust_broke_fails(clean_locust: dict[str, Any]) -> None:
 def test_a_run_that_recorded_nothing_to_verify_fails(clean_locust: dict[str, Any]) -> None:
     reasons = judged(RUN, clean_locust, Verdict())
     assert reasons == ["the ledger is empty: no acknowledged write or task to verify"]
+
+
+def test_a_run_whose_locust_greenlet_crashed_fails(clean_locust: dict[str, Any]) -> None:
+    reasons = judged(RUN, clean_locust | {"unhandled_greenlet_exception": True}, Verdict(tasks_accepted=1))
+    assert reasons == ["a Locust greenlet crashed (see locust.log)"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import pytest
 
-from load.effects import Effects, EffectsWriter
+from load.effects import EffectsWriter
 from load.ledger import Ledger, LedgerWriter
 from load.verify import database_now, verify
 from orchestrator.settings import to_libpq_url
@@ -58,6 +58,13 @@ async def complete(
     await db.execute(
         "UPDATE tasks SET status = $2, attempts = $3 WHERE id = $1", uuid.UUID(task_id), status, attempts
     )
+    for attempt in range(1, attempts + 1):  # each attempt's claim
+        await db.execute(
+            "INSERT INTO task_events (task_id, from_status, to_status, attempt)"
+            " VALUES ($1, 'PENDING', 'PROCESSING', $2)",
+            uuid.UUID(task_id),
+            attempt,
+        )
     for _ in range(times):
         await db.execute(
             "INSERT INTO task_events (task_id, from_status, to_status, attempt)"
@@ -211,12 +218,13 @@ async def test_an_unanswered_create_may_be_absent_or_as_sent_and_a_job_lead_may_
 async def test_side_effects_are_counted_per_task(
     client: AsyncTestClient[Litestar], url: str, since: dt.datetime, writer: LedgerWriter, tmp_path: Path
 ) -> None:
-    ids = [await submit(client, writer) for _ in range(7)]
+    ids = [await submit(client, writer) for _ in range(8)]
     writer.close()
-    sent_once, sent_twice, never_sent, failed_unsent, pushed_per_attempt, pushed_twice, never_pushed = ids
-    attempts = {pushed_per_attempt: 2}
+    sent_once, sent_twice, sent_twice_in_two, never_sent, failed_unsent = ids[:5]
+    pushed_per_attempt, pushed_twice, never_pushed = ids[5:]
+    attempts = {pushed_per_attempt: 2, sent_twice_in_two: 2}
     log = EffectsWriter(tmp_path / "effects.jsonl")
-    for task_id, times in ((sent_once, 1), (sent_twice, 2)):
+    for task_id, times in ((sent_once, 1), (sent_twice, 2), (sent_twice_in_two, 2)):
         for _ in range(times):
             log.record("email", f"Message-ID: <task-{task_id}@orchestrator>")
     for task_id, times in ((pushed_per_attempt, 2), (pushed_twice, 2)):
@@ -227,7 +235,7 @@ async def test_side_effects_are_counted_per_task(
     db = await asyncpg.connect(url)
     try:
         await db.execute("UPDATE tasks SET status = 'CANCELLED'")
-        emails = (sent_once, sent_twice, never_sent, failed_unsent)
+        emails = (sent_once, sent_twice, sent_twice_in_two, never_sent, failed_unsent)
         for task_id in ids:
             kind = "email_send" if task_id in emails else "crm_update"
             await db.execute("UPDATE tasks SET type = $2 WHERE id = $1", uuid.UUID(task_id), kind)
@@ -236,16 +244,19 @@ async def test_side_effects_are_counted_per_task(
     finally:
         await db.close()
 
-    effects = Effects.read(tmp_path / "effects.jsonl")
-    verdict = await verify(url, Ledger.read(tmp_path / "ledger.jsonl"), since, effects)
+    verdict = await verify(url, Ledger.read(tmp_path / "ledger.jsonl"), since, tmp_path / "effects.jsonl")
 
-    assert (verdict.emails_received, verdict.crm_pushes_received) == (3, 4)
+    assert (verdict.emails_received, verdict.crm_pushes_received) == (5, 4)
     assert sorted(verdict.repeated_effects) == sorted(
         [
-            f"task {sent_twice} (email_send) sent 2 emails",
+            f"task {sent_twice} (email_send) sent 2 emails in 1 attempts",
             f"task {pushed_twice} (crm_update) pushed 2 times in 1 attempts",
         ]
     )
+    # Within the documented limit: a crash between the server's answer and the commit.
+    assert verdict.repeated_after_a_lost_attempt == [
+        f"task {sent_twice_in_two} (email_send) sent 2 emails in 2 attempts"
+    ]
     assert sorted(verdict.lost_effects) == sorted(
         [
             f"task {never_sent} (email_send) COMPLETED, yet no email reached the server",

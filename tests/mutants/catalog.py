@@ -247,8 +247,8 @@ MUTANTS = [
     Mutant(
         "the verifier lets an email go out twice",
         VERIFY,
-        "if sent > 1:",
-        "if sent > 2:",
+        "if sent > claims:",
+        "if sent > claims + 1:",
         LOAD_VERIFY_TESTS,
         quick=True,
     ),
@@ -264,7 +264,7 @@ MUTANTS = [
     Mutant(
         "the verifier lets a handler push twice in one attempt",
         VERIFY,
-        'if pushed > row["attempts"]:',
+        "if pushed > claims:",
         "if False:",
         LOAD_VERIFY_TESTS,
         quick=True,

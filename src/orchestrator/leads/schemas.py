@@ -36,16 +36,34 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
 
 
-# email-validator refuses the special-use domains (x@host.test, x@box.local): so does the schema.
+# What email-validator accepts, as a pattern the API also applies, so that the document and the
+# API agree: an ASCII dot-atom of at most 64 characters, @, a domain of labels of at most 63
+# characters with a non-numeric top-level label, not a special-use domain (x@host.test), at
+# most 254 characters in all. Internationalised addresses are not taken.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 _SPECIAL_USE = "|".join(map(_any_case, SPECIAL_USE_DOMAIN_NAMES))
-EMAIL_SCHEMA = {
-    "type": "string",
-    "format": "email",
-    "maxLength": 320,
-    "pattern": rf"^.+@(?!(?:[^@.]+\.)*(?:{_SPECIAL_USE})\.?$)[^@]+$",
-}
+EMAIL_PATTERN = (
+    r"^(?=.{1,254}$)(?=[^@]{1,64}@)(?![^@]*@(?:[^.]*\.)*[^.]{64})"
+    rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
+    rf"@(?!(?:{_LABEL}\.)*(?:{_SPECIAL_USE})$)(?:{_LABEL}\.)+(?=[A-Za-z0-9-]*[A-Za-z]){_LABEL}$"
+)
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def _email_shape(email: str) -> str:
+    if not _EMAIL.match(email):
+        raise ValueError("not an address this API takes (an ASCII address at a public domain)")
+    return email
+
+
+EMAIL_SCHEMA = {"type": "string", "format": "email", "maxLength": 254, "pattern": EMAIL_PATTERN}
 Email = Annotated[
-    EmailStr, StringConstraints(max_length=320), AfterValidator(plain), WithJsonSchema(EMAIL_SCHEMA)
+    EmailStr,
+    StringConstraints(max_length=254),
+    AfterValidator(plain),
+    AfterValidator(_email_shape),
+    WithJsonSchema(EMAIL_SCHEMA),
 ]
 # Stored as sent ("555-5678" included): normalising to E.164 is the lead_process job's work.
 Phone = Annotated[str, StringConstraints(max_length=50), AfterValidator(plain)]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.errors import Conflict, NotFound, PreconditionFailed
+from orchestrator.errors import Conflict, NotFound, PreconditionFailed, RefusedChange
 from orchestrator.etags import if_match_allows
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
@@ -114,7 +114,9 @@ async def patch_lead(
         setattr(lead, name, value)
     if lead.email is None and lead.phone is None:
         # Each change may be fine on its own; together with the lead as it is, it is not.
-        raise Conflict("the change would leave the lead with neither an email nor a phone", field="email")
+        raise RefusedChange(
+            "the change would leave the lead with neither an email nor a phone", field="email"
+        )
     await _flush(session)
     return lead
 

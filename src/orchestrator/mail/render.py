@@ -13,13 +13,20 @@ from typing import Any
 
 FIELDS = frozenset({"first_name", "last_name", "email", "phone", "company", "source", "status"})
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
+
+
 # The same rule as a JSON Schema pattern: any text, but a `{` that opens a placeholder opens a
 # known one (and, as everywhere, no control character).
-TEMPLATE_PATTERN = (
-    r"^(?:[^{\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-    rf"|\{{(?:{'|'.join(sorted(FIELDS))})\}}"
-    r"|\{(?![A-Za-z0-9_]+\}))*$"
-)
+def _template_pattern(controls: str) -> str:
+    return (
+        rf"^(?:[^{{{controls}]"
+        rf"|\{{(?:{'|'.join(sorted(FIELDS))})\}}"
+        r"|\{(?![A-Za-z0-9_]+\}))*$"
+    )
+
+
+TEMPLATE_PATTERN = _template_pattern(r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f")
+SUBJECT_PATTERN = _template_pattern(r"\x00-\x1f\x7f-\x9f")  # one line: a header
 
 
 def unknown_placeholders(template: str) -> set[str]:
