@@ -44,6 +44,11 @@ def _given(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "string"}}}
 
 
+# Both bodies fit the 64 KiB a payload may take (orchestrator.json_bounds); more would be
+# refused there anyway, with a less telling message.
+BODY_MAX = 30_000
+
+
 class EmailPayload(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -73,13 +78,13 @@ class EmailPayload(BaseModel):
         json_schema_extra={"pattern": SUBJECT_PATTERN},
     )
     text: (
-        Annotated[str, WithJsonSchema({"type": "string", "maxLength": 100_000, "pattern": TEMPLATE_PATTERN})]
+        Annotated[str, WithJsonSchema({"type": "string", "maxLength": BODY_MAX, "pattern": TEMPLATE_PATTERN})]
         | None
-    ) = Field(default=None, max_length=100_000, description="Plain-text body template")
+    ) = Field(default=None, max_length=BODY_MAX, description="Plain-text body template")
     html: (
-        Annotated[str, WithJsonSchema({"type": "string", "maxLength": 200_000, "pattern": TEMPLATE_PATTERN})]
+        Annotated[str, WithJsonSchema({"type": "string", "maxLength": BODY_MAX, "pattern": TEMPLATE_PATTERN})]
         | None
-    ) = Field(default=None, max_length=200_000, description="HTML body template (values escaped)")
+    ) = Field(default=None, max_length=BODY_MAX, description="HTML body template (values escaped)")
 
     @field_validator("subject")
     @classmethod
