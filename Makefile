@@ -26,7 +26,7 @@ mutants: $(VENV)  ## break the product on purpose (tests/mutants/catalog.py) and
 
 fuzz: $(VENV)  ## Schemathesis with every check, 300 cases per operation; FUZZ_EXAMPLES=1000 FUZZ_SEED=7
 	@.ci/system-packages
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} FUZZ_SEED=$${FUZZ_SEED:-$$RANDOM} $(UV) run --locked pytest tests/e2e/test_fuzz.py -p no:logging
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} FUZZ_SEED=$${FUZZ_SEED:-$$(date +%s)} $(UV) run --locked pytest tests/e2e/test_fuzz.py -p no:logging
 
 load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"
 	$(UV) run --locked python -m load $(LOAD_ARGS)

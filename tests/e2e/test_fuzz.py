@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "30")
-SEED = os.environ.get("FUZZ_SEED", "1")
+EXAMPLES = os.environ.get("FUZZ_EXAMPLES") or "30"
+SEED = os.environ.get("FUZZ_SEED") or "1"
 
 
 @pytest.mark.timeout(3600)
