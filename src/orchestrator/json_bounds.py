@@ -18,16 +18,26 @@ MAX_DEPTH = 32
 MAX_BYTES = 64 * 1024
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` levels. Iterative, and it stops at the limit: a
+    value nested up to the decoder's own limit (about 1,000) must not overflow Python's stack
+    here, or in any recursive walk after this one."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return any(isinstance(item, dict | list) for item in level)
 
 
-def _bounded(value: dict[str, Any]) -> dict[str, Any]:
-    if _depth(value) > MAX_DEPTH:
+def check_bounds(value: dict[str, Any]) -> dict[str, Any]:
+    """Depth, plain text and size of free-form JSON: a ValueError naming the broken bound."""
+    if _deeper_than(value, MAX_DEPTH):
         raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     if (found := control_in_json(value)) is not None:
         raise ValueError(found)
@@ -37,4 +47,4 @@ def _bounded(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-BoundedJSON = Annotated[dict[str, Any], AfterValidator(_bounded)]
+BoundedJSON = Annotated[dict[str, Any], AfterValidator(check_bounds)]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pytest
 
 from orchestrator.json_bounds import MAX_BYTES, MAX_DEPTH
 from tests.factories import lead_body
@@ -67,3 +70,31 @@ async def test_page_size_and_string_length_limits_are_422_naming_them(client):
     assert "200" in problem_fields(page)["limit"]
     assert name.status_code == 422
     assert "at most 200 characters" in problem_fields(name)["first_name"]
+
+
+@pytest.mark.parametrize("depth", [100, 500, 700, 900, 950, 990, 1100])
+async def test_json_nested_to_any_depth_is_a_4xx_never_a_500(client, depth):
+    """Up to the decoder's own limit (then 400), every depth is refused with a 4xx."""
+    deep = '{"a":' * (depth - 1) + '{"leaf":1}' + "}" * (depth - 1)  # json.dumps would overflow first
+    headers = {"Content-Type": "application/json"}
+    task_json = f'{{"type":"noop","payload":{{"echo":{deep}}}}}'
+    task = await client.post("/tasks", content=task_json, headers=headers)
+    lead_json = json.dumps(lead_body())[:-1] + f',"attributes":{deep}}}'
+    lead = await client.post("/leads", content=lead_json, headers=headers)
+    assert 400 <= task.status_code < 500, task.text[:300]
+    assert 400 <= lead.status_code < 500, lead.text[:300]
+
+
+async def test_a_patch_cannot_grow_attributes_past_the_size_limit(client):
+    """Each merge patch is within the bound; their sum is not: the merged result is checked."""
+    lead = (await client.post("/leads", json=lead_body())).json()
+    chunk = "x" * (MAX_BYTES // 3)
+    answers = [
+        await client.patch(f"/leads/{lead['id']}", json={"attributes": {f"part{n}": chunk}}) for n in range(4)
+    ]
+    assert [a.status_code for a in answers[:2]] == [200, 200]
+    assert answers[3].status_code == 422
+    assert answers[3].json()["field"] == "attributes"
+    assert f"the limit is {MAX_BYTES}" in answers[3].json()["detail"]
+    stored = (await client.get(f"/leads/{lead['id']}")).json()["attributes"]
+    assert len(json.dumps(stored).encode()) <= MAX_BYTES

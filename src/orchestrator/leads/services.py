@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from orchestrator.errors import Conflict, NotFound, PreconditionFailed, RefusedChange
+from orchestrator.errors import Conflict, NotFound, PreconditionFailed, RefusedChange, Unprocessable
 from orchestrator.etags import if_match_allows
+from orchestrator.json_bounds import check_bounds
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
@@ -110,6 +111,10 @@ async def patch_lead(
     changes = data.model_dump(exclude_unset=True)
     if "attributes" in changes:
         changes["attributes"] = merge_patch(lead.attributes, changes["attributes"])
+        try:  # each patch is within the bounds; what they add up to must be too
+            check_bounds(changes["attributes"])
+        except ValueError as exc:
+            raise Unprocessable(f"attributes after the merge: {exc}", field="attributes") from None
     for name, value in changes.items():
         setattr(lead, name, value)
     if lead.email is None and lead.phone is None:
