@@ -103,6 +103,37 @@ async def test_a_task_delivered_again_after_the_server_accepted_does_not_send_ag
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "=?utf-8?q?Eve=0D=0ABcc:_attacker@evil.example?=",  # RFC 2047 words decode to CR LF
+        "=?utf-8?b?RXZlDQpCY2M6IGF0dGFja2VyQGV2aWwuZXhhbXBsZQ==?=",
+        "Eve\r\nBcc: attacker@evil.example",
+        "=?utf-8?q?Eve=0D=0A=0D=0A<h1>owned</h1>?=" + "x" * 80,  # a body of the attacker's
+    ],
+)
+async def test_a_lead_name_cannot_add_a_header_or_replace_the_body(api, inbox, name):
+    handler, _ = inbox
+    target = await lead(api, first_name=name)
+    payload = {"lead_id": target["id"], "subject": "Hello {first_name}", "text": "Our offer for {first_name}"}
+    task = await wait_for(api, await submit(api, "email_send", payload))
+    assert task["status"] == "COMPLETED", task["error"]
+    [message] = handler.with_id(task["result"]["message_id"])
+    headers = {key.lower() for key in message}
+    assert headers <= {
+        "from",
+        "to",
+        "subject",
+        "message-id",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }, headers
+    assert message.get_body(("plain",)).get_content().startswith("Our offer for ")
+    assert "owned" not in message.get_body(("plain",)).get_content().split("Our offer for ", 1)[0]
+
+
+@pytest.mark.parametrize(
     ("payload", "field"),
     [
         ({"to": "a@example.com", "subject": "Hi {password}", "text": "x"}, "payload.subject"),
@@ -115,3 +146,14 @@ async def test_bad_email_payloads_are_422_naming_the_field(api, payload, field):
     response = await api.post("/tasks", json={"type": "email_send", "payload": payload})
     assert response.status_code == 422
     assert field in {error["field"] for error in response.json()["errors"]}
+
+
+async def test_a_recipient_that_would_decode_to_a_line_break_fails_unsent(api, inbox):
+    handler, _ = inbox
+    to = "=?utf-8?q?a=0D=0ABcc=3Ax?=@example.com"  # a valid address; decoded, two header lines
+    task_id = await submit(api, "email_send", {"to": to, "subject": "Hi", "text": "x"})
+    task = await wait_for(api, task_id)
+    assert task["status"] == "FAILED"
+    assert task["attempts"] == 1  # the same message would be refused again
+    assert "cannot be built" in task["error"]
+    assert handler.with_id(f"<task-{task_id}@orchestrator>") == []

@@ -325,4 +325,19 @@ MUTANTS = [
         "class RefusedChange(Conflict):",
         ("tests/e2e/test_crm_webhook.py::test_changes_that_would_leave_the_lead_unreachable_fail_at_once",),
     ),
+    Mutant(
+        "a lead's name may open an RFC 2047 encoded word in the subject",
+        "src/orchestrator/mail/render.py",
+        'message["Subject"] = sender, to, _no_encoded_words(subject)',
+        'message["Subject"] = sender, to, subject',
+        ("tests/e2e/test_email.py::test_a_lead_name_cannot_add_a_header_or_replace_the_body",),
+    ),
+    Mutant(
+        "free-form JSON may nest to any depth",
+        "src/orchestrator/json_bounds.py",
+        "    if _deeper_than(value, MAX_DEPTH):",
+        "    if _deeper_than(value, 100_000):",
+        ("tests/integration/test_limits.py",),
+        quick=True,
+    ),
 ]

@@ -45,8 +45,11 @@ def build_message(
     *, sender: str, to: str, subject: str, text: str | None, html_body: str | None, message_id: str
 ) -> EmailMessage:
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, to, subject
+    message["From"], message["To"], message["Subject"] = sender, to, _no_encoded_words(subject)
     message["Message-ID"] = message_id
+    for name in ("From", "To", "Subject"):
+        if any(breaking in str(message[name]) for breaking in "\r\n"):
+            raise ValueError(f"{name} would hold a line break")
     if text is not None:
         message.set_content(text)
     if html_body is not None:
@@ -55,3 +58,11 @@ def build_message(
         else:
             message.add_alternative(html_body, subtype="html")
     return message
+
+
+def _no_encoded_words(value: str) -> str:
+    """A value for a header that cannot open an RFC 2047 encoded word. Python before 3.11.10
+    (gh-121650) decodes `=?utf-8?q?Eve=0D=0ABcc:...?=` into real header lines when it writes the
+    message: a lead's name must not be able to add a Bcc or replace the body. An invisible word
+    joiner between `=` and `?` keeps the text as it reads."""
+    return value.replace("=?", "=\u2060?")
