@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from sqlalchemy.dialects.postgresql import insert
 
 from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
+from orchestrator.json_types import present
 from orchestrator.leads.schemas import Email
 from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
@@ -40,10 +41,6 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def _given(name: str) -> dict[str, Any]:
-    return {"required": [name], "properties": {name: {"type": "string"}}}
-
-
 # Both bodies fit the 64 KiB a payload may take (orchestrator.json_bounds); more would be
 # refused there anyway, with a less telling message.
 BODY_MAX = 30_000
@@ -54,8 +51,8 @@ class EmailPayload(BaseModel):
         extra="forbid",
         json_schema_extra={
             "allOf": [
-                {"anyOf": [_given("lead_id"), _given("to")]},
-                {"anyOf": [_given("text"), _given("html")]},
+                {"anyOf": [present("lead_id"), present("to")]},
+                {"anyOf": [present("text"), present("html")]},
             ],
             "examples": [
                 {
@@ -130,8 +127,7 @@ async def handle(ctx: JobContext, payload: EmailPayload) -> dict[str, Any]:
         message = build_message(
             sender=ctx.settings.email_from,
             to=recipient,
-            # A lead's field may hold a line break; in a header it would be refused (or worse).
-            subject=" ".join(render(payload.subject, values).split()),
+            subject=render(payload.subject, values),
             text=render(payload.text, values) if payload.text is not None else None,
             html_body=render(payload.html, values, escape=True) if payload.html is not None else None,
             message_id=message_id,

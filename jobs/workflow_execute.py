@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 
 from orchestrator.errors import Unprocessable
 from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy, Suspend
+from orchestrator.json_types import present
 from orchestrator.tasks import transitions
 from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TERMINAL_STATUSES, TaskStatus
@@ -33,10 +34,7 @@ class WorkflowPayload(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "oneOf": [
-                {"required": ["workflow"], "properties": {"workflow": {"type": "string"}}},
-                {"required": ["steps"], "properties": {"steps": {"type": "array"}}},
-            ],
+            "oneOf": [present("workflow"), present("steps", "array")],
             "examples": [
                 {"workflow": "new_lead_followup"},
                 {"steps": [{"type": "noop", "payload": {"echo": {"score": 1}}}, {"type": "noop"}]},

@@ -37,3 +37,9 @@ AS_NUMBER = BeforeValidator(_number)
 JSONInt = Annotated[int, AS_INTEGER]
 JSONNumber = Annotated[float, AS_NUMBER]
 JSONBool = Annotated[bool, BeforeValidator(_boolean)]
+
+
+def present(name: str, json_type: str = "string") -> dict[str, Any]:
+    """A JSON Schema clause for a model rule such as "an email or a phone": `name` is sent, and
+    not as null. Combine with anyOf / oneOf in the model's `json_schema_extra`."""
+    return {"required": [name], "properties": {name: {"type": json_type}}}

@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue, WithJsonSchema
 
 from orchestrator.json_bounds import BoundedJSON
-from orchestrator.json_types import AS_INTEGER
+from orchestrator.json_types import AS_INTEGER, present
 from orchestrator.leads.models import LeadStatus
 from orchestrator.plain_text import plain
 
@@ -82,10 +82,7 @@ class LeadWrite(_Strict):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "anyOf": [
-                {"required": ["email"], "properties": {"email": {"type": "string"}}},
-                {"required": ["phone"], "properties": {"phone": {"type": "string"}}},
-            ],
+            "anyOf": [present("email"), present("phone")],
             "examples": [
                 {"email": "ada@example.com", "first_name": "Ada", "company": "Acme", "source": "web"},
                 {

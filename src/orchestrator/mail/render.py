@@ -45,7 +45,7 @@ def build_message(
     *, sender: str, to: str, subject: str, text: str | None, html_body: str | None, message_id: str
 ) -> EmailMessage:
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = sender, to, _no_encoded_words(subject)
+    message["From"], message["To"], message["Subject"] = sender, to, _header_text(subject)
     message["Message-ID"] = message_id
     for name in ("From", "To", "Subject"):
         if any(breaking in str(message[name]) for breaking in "\r\n"):
@@ -60,9 +60,10 @@ def build_message(
     return message
 
 
-def _no_encoded_words(value: str) -> str:
-    """A value for a header that cannot open an RFC 2047 encoded word. Python before 3.11.10
-    (gh-121650) decodes `=?utf-8?q?Eve=0D=0ABcc:...?=` into real header lines when it writes the
-    message: a lead's name must not be able to add a Bcc or replace the body. An invisible word
-    joiner between `=` and `?` keeps the text as it reads."""
-    return value.replace("=?", "=\u2060?")
+def _header_text(value: str) -> str:
+    """Rendered text (a lead's fields included) made safe for a header: one line, and unable to
+    open an RFC 2047 encoded word. Python before 3.11.10 (gh-121650) decodes
+    `=?utf-8?q?Eve=0D=0ABcc:...?=` into real header lines when it writes the message: a lead's
+    name must not be able to add a Bcc or replace the body. An invisible word joiner between `=`
+    and `?` keeps the text as it reads."""
+    return " ".join(value.split()).replace("=?", "=\u2060?")
