@@ -13,7 +13,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 from sqlalchemy import select, text
 
 from orchestrator.errors import Unprocessable
@@ -22,12 +31,24 @@ from orchestrator.json_types import present
 from orchestrator.tasks import transitions
 from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TERMINAL_STATUSES, TaskStatus
-from orchestrator.tasks.workflows import NAMED, Step, UnresolvedReference, references, resolve
+from orchestrator.tasks.workflows import (
+    LEAD,
+    NAMED,
+    NESTED,
+    Step,
+    UnresolvedReference,
+    fill,
+    filled_from_here,
+)
 
 # Steps recorded by workers older than step numbers (a rolling deploy) come after, as recorded.
 STEP_ORDER = (Task.step.asc().nulls_last(), Task.created_at, Task.id)
 # Fallback only: a step's end wakes the workflow at once.
 POLL_S = 15.0
+# A workflow may run workflows as steps: this many levels at most, and this many tasks in the
+# whole tree, counted at submit time (a nested workflow's steps are all in the request).
+MAX_DEPTH = 3
+MAX_TREE_TASKS = 200
 
 
 class WorkflowPayload(BaseModel):
@@ -50,23 +71,51 @@ class WorkflowPayload(BaseModel):
     )
     lead_id: uuid.UUID | None = Field(default=None, description="Default: the task's lead_id")
 
+    _tasks: int = PrivateAttr(default=1)
+
     @model_validator(mode="after")
     def _one_workflow(self, info: ValidationInfo) -> Self:
         if (self.workflow is None) == (self.steps is None):
             raise ValueError("give either `workflow` (a name) or `steps`")
         if self.workflow is not None and self.workflow not in NAMED:
             raise ValueError(f"unknown workflow {self.workflow!r}; known: {', '.join(sorted(NAMED))}")
-        known = (info.context or {}).get("job_types")
+        context = info.context or {}
+        known, depth = context.get("job_types"), context.get("depth", 1)
         for number, step in enumerate(self.resolved_steps(), start=1):
             if known is not None and step.type not in known:
                 raise ValueError(f"step {number}: unknown job type {step.type!r}")
-            for ref in references(step.payload):
+            for ref in filled_from_here(step):
                 if ref.startswith("${steps.") and int(ref.split(".")[1].rstrip("}")) >= number:
                     raise ValueError(f"step {number}: {ref} refers to a step that runs later")
+            self._tasks += _nested_tasks(number, step, context, depth) if step.type == NESTED else 1
+        if self._tasks > MAX_TREE_TASKS:
+            raise ValueError(
+                f"this workflow would make {self._tasks} tasks with its nested workflows;"
+                f" one request makes at most {MAX_TREE_TASKS} tasks"
+            )
         return self
 
     def resolved_steps(self) -> list[Step]:
         return NAMED[self.workflow] if self.workflow is not None else list(self.steps or [])
+
+
+def _nested_tasks(number: int, step: Step, context: dict[str, Any], depth: int) -> int:
+    """The tasks a nested workflow makes, itself included; ValueError when it is not one that
+    can be known in full now."""
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"step {number}: workflows nest at most {MAX_DEPTH} deep")
+    if refs := [ref for ref in filled_from_here(step) if ref != LEAD]:
+        raise ValueError(
+            f"step {number}: a nested workflow takes only {LEAD} from this one, not {refs[0]};"
+            " its steps are written out in full"
+        )
+    # Its lead is only known when it runs; any lead id checks the shape.
+    payload = fill(step, str(uuid.UUID(int=0)), [])
+    try:
+        nested = WorkflowPayload.model_validate(payload, context=context | {"depth": depth + 1})
+    except ValidationError as exc:
+        raise ValueError(f"step {number}: " + "; ".join(error["msg"] for error in exc.errors())) from None
+    return nested._tasks
 
 
 async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
@@ -106,9 +155,7 @@ async def handle(ctx: JobContext, payload: WorkflowPayload) -> dict[str, Any]:
             }
         number, step = len(children) + 1, steps[len(children)]
         try:
-            raw = resolve(
-                step.payload, str(lead_id) if lead_id else None, [child.result for child in children]
-            )
+            raw = fill(step, str(lead_id) if lead_id else None, [child.result for child in children])
             checked = ctx.job_types.check(step.type, raw)
         except (UnresolvedReference, Unprocessable) as exc:
             raise PermanentError(f"step {number} ({step.type}): {exc}") from None

@@ -120,3 +120,35 @@ async def test_cancelling_a_workflow_stops_its_running_step_and_starts_no_other(
     workflow = (await api.get(f"/tasks/{task_id}")).json()
     assert workflow["status"] == "CANCELLED"
     assert [child["status"] for child in workflow["children"]] == ["CANCELLED"]
+
+
+async def test_a_nested_workflow_fills_in_its_own_steps_results(api):
+    inner = [
+        {"type": "noop", "payload": {"echo": {"n": 1}}},
+        {"type": "noop", "payload": {"echo": {"previous": "${steps.1.echo.n}"}}},
+    ]
+    outer = [
+        {"type": "noop", "payload": {"echo": {"n": 2}}},
+        {"type": "workflow_execute", "payload": {"steps": inner}},
+    ]
+    task = await wait_for(api, await submit(api, "workflow_execute", {"steps": outer}), timeout_s=60)
+    assert task["status"] == "COMPLETED", task["error"]
+    nested = await wait_for(api, task["children"][1]["id"], timeout_s=5)
+    assert nested["children"][1]["result"]["echo"] == {"previous": 1}  # its own step 1, not ours
+
+
+async def test_cancelling_a_workflow_reaches_the_steps_of_its_nested_workflows(api, markers):
+    step = {"type": "flaky", "payload": {"marker_dir": str(markers), "sleep_s": 30}}
+    task_id = await submit(
+        api, "workflow_execute", {"steps": [{"type": "workflow_execute", "payload": {"steps": [step]}}]}
+    )
+    async with asyncio.timeout(30):
+        while not (  # noqa: ASYNC110  (state in another process)
+            (nested := await children(api, task_id))
+            and (inner := await children(api, nested[0]["id"]))
+            and inner[0]["status"] == "PROCESSING"
+        ):
+            await asyncio.sleep(0.1)
+    assert (await api.post(f"/tasks/{task_id}/cancel")).status_code == 200
+    assert (await wait_for(api, inner[0]["id"], timeout_s=10))["status"] == "CANCELLED"
+    assert (await wait_for(api, nested[0]["id"], timeout_s=10))["status"] == "CANCELLED"

@@ -2,7 +2,12 @@
 
 A step's payload may refer to the workflow's lead and to earlier steps' results with strings
 that are exactly `${lead_id}` or `${steps.N.path.to.value}` (N counts from 1); they are
-replaced with the value itself, of whatever JSON type.
+replaced with the value itself, of whatever JSON type. A result is data: what it holds is never
+read as a reference.
+
+A step may run a workflow (NESTED). Its `steps` are its own, written out in the request: their
+references are its lead and its own steps', filled in when it runs, and nothing of this
+workflow's results can reach them. So every task a request can lead to is in the request.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.tasks.schemas import JobTypeName
 
 REFERENCE = re.compile(r"^\$\{(lead_id|steps\.(\d+)((?:\.\w+)*))\}$")
+LEAD = "${lead_id}"
+NESTED = "workflow_execute"
 
 
 class Step(BaseModel):
@@ -65,6 +72,28 @@ def resolve(value: Any, lead_id: str | None, results: list[Any]) -> Any:
             raise UnresolvedReference(f"{value}: step {step}'s result has no {key!r}")
         found = found[key]
     return found
+
+
+def fill(step: Step, lead_id: str | None, results: list[Any]) -> dict[str, Any]:
+    """`step`'s payload as it runs: a nested workflow's own steps are left for it to fill."""
+    if step.type != NESTED:
+        return dict(resolve(step.payload, lead_id, results))
+    return {
+        key: value if key == "steps" and isinstance(value, list) else resolve(value, lead_id, results)
+        for key, value in step.payload.items()
+    }
+
+
+def filled_from_here(step: Step) -> list[str]:
+    """The references `fill` replaces in `step`, for checks at submit time."""
+    if step.type != NESTED:
+        return references(step.payload)
+    return [
+        ref
+        for key, value in step.payload.items()
+        if not (key == "steps" and isinstance(value, list))
+        for ref in references(value)
+    ]
 
 
 def references(value: Any) -> list[str]:
