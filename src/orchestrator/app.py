@@ -26,7 +26,8 @@ from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 
-from orchestrator.auth.middleware import ApiKeyMiddleware, Callers, authorize
+from orchestrator.auth.live_keys import LiveKeys
+from orchestrator.auth.middleware import ApiKeyMiddleware, authorize
 from orchestrator.auth.rate_limit import RateLimiter
 from orchestrator.db import engine_options
 from orchestrator.health import HealthController
@@ -76,7 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.settings = settings
         app.state.registry = registry
         app.state.queue = make_queue(settings)
-        app.state.callers = Callers(alchemy.create_session_maker(), settings.api_key_cache_s)
+        app.state.live_keys = LiveKeys(alchemy.create_session_maker(), settings.api_key_cache_s)
         app.state.rate_limiter = RateLimiter(settings, default_rate_limit, failure_limit)
         exact_request_schemas(app.openapi_schema, registry)
         await app.state.rate_limiter.warm_up()

@@ -44,12 +44,12 @@ class Settings(BaseSettings):
     api_key_failure_limit: str = Field(
         default="10/second",
         min_length=1,
-        description="Wrong keys per client address before 429: each costs a query",
+        description="Wrong keys per client address before 429; valid keys are never counted",
     )
     api_key_cache_s: float = Field(
         default=5.0,
         ge=0,
-        description="How long an API worker trusts a key it looked up; a revoke lands within it",
+        description="How old an API worker's list of live keys may be; a revoke lands within it",
     )
     max_request_body_bytes: int = Field(default=1_048_576, ge=1024)
     cors_allow_origins: list[str] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import uuid
@@ -9,9 +10,12 @@ import uuid
 import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from orchestrator.app import create_app
-from orchestrator.auth.keys import create_key, find_caller, issue_key, list_keys, revoke_key
+from orchestrator.auth.keys import create_key, issue_key, list_keys, revoke_key
+from orchestrator.auth.live_keys import LiveKeys
 from orchestrator.auth.models import ApiKey, Scope
 from orchestrator.db import in_transaction
 from tests.factories import lead_body
@@ -192,6 +196,54 @@ async def test_an_address_sending_wrong_keys_gets_429_before_more_lookups(settin
     assert 1 <= int(wrong[-1].headers["retry-after"]) <= 60
 
 
+async def test_wrong_keys_from_an_address_never_lock_out_a_valid_key_from_it(settings):
+    """Every client behind one proxy shares an address: someone else's wrong guesses there must
+    not refuse a key that is valid, whether this worker has seen it or not."""
+    strict = settings.model_copy(update={"api_key_failure_limit": "3/minute"})
+    known = await issue_key(settings, f"behind-nat-{uuid.uuid4().hex[:6]}", Scope.READ)
+    async with AsyncTestClient(app=create_app(strict)) as fresh:
+        for _ in range(5):
+            await fresh.get("/leads", headers=bearer(f"orch_{uuid.uuid4().hex:0>43}"))
+        unseen = await fresh.get("/leads", headers=bearer(known))
+        created_now = await issue_key(settings, f"behind-nat-{uuid.uuid4().hex[:6]}", Scope.READ)
+        brand_new = await fresh.get("/leads", headers=bearer(created_now))
+        still_wrong = await fresh.get("/leads", headers=bearer(f"orch_{uuid.uuid4().hex:0>43}"))
+    assert (unseen.status_code, brand_new.status_code) == (200, 200)
+    assert still_wrong.status_code == 429
+
+
+class CountedSessions:
+    """A session maker that counts the sessions asked for: each is a query or more."""
+
+    def __init__(self, settings):
+        self.made = 0
+        self._make = async_sessionmaker(create_async_engine(settings.sqlalchemy_url, poolclass=NullPool))
+
+    def __call__(self):
+        self.made += 1
+        return self._make()
+
+
+async def test_a_worker_knows_every_live_key_without_a_query_per_request(settings, api_key):
+    sessions = CountedSessions(settings)
+    keys = LiveKeys(sessions, max_age_s=60)
+    found = [await keys.find(api_key) for _ in range(50)]
+    assert {caller.name for caller in found} == {"tests"}
+    assert sessions.made <= 2  # one load, and one record of the key's use
+    wrong = await asyncio.gather(*(keys.find(f"orch_{uuid.uuid4().hex:0>43}") for _ in range(50)))
+    assert wrong == [None] * 50
+    assert sessions.made <= 3  # fifty unknown keys at once wait for one load
+
+
+async def test_a_key_of_the_wrong_shape_is_refused_without_a_query():
+    def no_database():
+        raise AssertionError("the database was asked")
+
+    keys = LiveKeys(no_database, max_age_s=60)
+    for key in ("orch_short", "orch_" + "x" * 44, "sk_" + "x" * 45, ""):
+        assert await keys.find(key) is None
+
+
 async def test_revoke_by_id_revokes_that_key_even_if_another_is_named_like_it(settings):
     first, _ = await in_transaction(
         settings, lambda s: create_key(s, f"first-{uuid.uuid4().hex[:6]}", Scope.READ)
@@ -201,12 +253,3 @@ async def test_revoke_by_id_revokes_that_key_even_if_another_is_named_like_it(se
     live = await in_transaction(settings, lambda s: list_keys(s))
     assert revoked.id == first.id
     assert namesake.id in {key.id for key in live}
-
-
-async def test_a_key_of_the_wrong_shape_is_refused_without_a_query():
-    class NoDatabase:
-        def __getattr__(self, name):
-            raise AssertionError(f"the database was asked ({name})")
-
-    for key in ("orch_short", "orch_" + "x" * 44, "sk_" + "x" * 45, ""):
-        assert await find_caller(NoDatabase(), key) is None

@@ -30,8 +30,6 @@ KEY_BYTES = 32
 KEY_LENGTH = len(KEY_PREFIX) + 43  # 32 bytes in unpadded base64url
 SHOWN_CHARS = 12
 NAME_MAX_LENGTH = 100
-# last_used_at is for operators ("is this key still in use?"): a minute is precise enough and
-# spares a write per lookup.
 LAST_USED_PRECISION = dt.timedelta(minutes=1)
 
 
@@ -117,16 +115,38 @@ async def list_keys(session: AsyncSession, *, include_revoked: bool = False) -> 
     return (await session.scalars(query)).all()
 
 
+def well_formed(key: str) -> bool:
+    return key.startswith(KEY_PREFIX) and len(key) == KEY_LENGTH
+
+
+async def load_callers(session: AsyncSession) -> dict[str, Caller]:
+    """Every live key, by the hash of the key."""
+    rows = await session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))
+    return {row.key_hash: _caller(row) for row in rows}
+
+
+async def record_use(session: AsyncSession, key_id: uuid.UUID) -> None:
+    """last_used_at, to the minute: spares a write per request."""
+    await session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key_id,
+            ApiKey.last_used_at.is_(None) | (ApiKey.last_used_at < func.now() - LAST_USED_PRECISION),
+        )
+        .values(last_used_at=func.now())
+    )
+
+
 async def find_caller(session: AsyncSession, key: str) -> Caller | None:
     """The live key `key` is, or None for a wrong, revoked or malformed one."""
-    if not key.startswith(KEY_PREFIX) or len(key) != KEY_LENGTH:
+    if not well_formed(key):
         return None  # not the shape of our keys: no query
     row = await session.scalar(
         select(ApiKey).where(ApiKey.key_hash == key_hash(key), ApiKey.revoked_at.is_(None))
     )
-    if row is None:
-        return None
-    if row.last_used_at is None or row.last_used_at < dt.datetime.now(dt.UTC) - LAST_USED_PRECISION:
-        await session.execute(update(ApiKey).where(ApiKey.id == row.id).values(last_used_at=func.now()))
+    return None if row is None else _caller(row)
+
+
+def _caller(row: ApiKey) -> Caller:
     limit = parse_rate_limit(row.rate_limit) if row.rate_limit else None
     return Caller(row.id, row.name, row.scope, limit)

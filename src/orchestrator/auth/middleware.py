@@ -4,59 +4,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from typing import TYPE_CHECKING, Any
 
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
 
-from orchestrator.auth.keys import Caller, find_caller, key_hash
 from orchestrator.auth.models import Scope
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
 
     from litestar.connection import ASGIConnection
     from litestar.datastructures import Headers
     from litestar.handlers import BaseRouteHandler
-    from sqlalchemy.ext.asyncio import AsyncSession
 
+    from orchestrator.auth.keys import Caller
+    from orchestrator.auth.live_keys import LiveKeys
     from orchestrator.auth.rate_limit import RateLimiter
 
 REALM = "orchestrator"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BROWSER_PATHS = ("/saq",)  # a browser asks for a password only when challenged with Basic
-
-
-class Callers:
-    """Keys this process looked up lately: most requests cost a dict lookup, not a query.
-
-    A revoked key therefore keeps working for up to `ttl_s` in a worker that had seen it.
-    """
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self, sessions: Callable[[], AsyncSession], ttl_s: float) -> None:
-        self._sessions = sessions
-        self._ttl_s = ttl_s
-        self._seen: dict[str, tuple[float, Caller]] = {}
-
-    def cached(self, key: str) -> Caller | None:
-        entry = self._seen.get(key_hash(key))
-        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
-
-    async def look_up(self, key: str) -> Caller | None:
-        async with self._sessions() as session, session.begin():
-            caller = await find_caller(session, key)
-        digest = key_hash(key)
-        if caller is None:
-            # Not cached: a key created a moment ago must work at once.
-            self._seen.pop(digest, None)
-        elif self._ttl_s > 0:
-            if len(self._seen) >= self.MAX_ENTRIES:
-                self._seen.clear()
-            self._seen[digest] = (time.monotonic() + self._ttl_s, caller)
-        return caller
 
 
 def presented_key(headers: Headers) -> str | None:
@@ -95,21 +62,18 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
                 "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                 headers=_challenge(connection.url.path, presented=False),
             )
-        callers: Callers = connection.app.state.callers
+        live_keys: LiveKeys = connection.app.state.live_keys
         rate_limiter: RateLimiter = connection.app.state.rate_limiter
-        caller = callers.cached(key)
+        caller = await live_keys.find(key)
         if caller is None:
-            # Each lookup is a query: an address that keeps sending wrong keys is slowed down
-            # before it can crowd the database out for everybody else.
+            # Counted only once the key is known to be wrong: clients behind one proxy share an
+            # address, and someone else's guesses there must not refuse a valid key.
             address = connection.client.host if connection.client else "unknown"
-            await rate_limiter.check_failures(address)
-            caller = await callers.look_up(key)
-            if caller is None:
-                await rate_limiter.count_failure(address)
-                raise NotAuthorizedException(
-                    "The API key is not valid (wrong, or revoked)",
-                    headers=_challenge(connection.url.path, presented=True),
-                )
+            await rate_limiter.count_failure(address)
+            raise NotAuthorizedException(
+                "The API key is not valid (wrong, or revoked)",
+                headers=_challenge(connection.url.path, presented=True),
+            )
         await rate_limiter.check(caller)
         return AuthenticationResult(user=caller, auth=None)
 

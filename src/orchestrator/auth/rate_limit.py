@@ -1,5 +1,5 @@
 """Request rates counted in Redis, so that every API worker shares one count: per API key, and
-per client address for failed key lookups."""
+per client address for wrong keys."""
 
 from __future__ import annotations
 
@@ -65,16 +65,13 @@ class RateLimiter:
         if limit is not None and not await self._hit(limit, f"key:{caller.key_id}"):
             await self._refuse(limit, f"key:{caller.key_id}", "This API key's rate limit")
 
-    async def check_failures(self, address: str) -> None:
-        """Before a key is looked up: 429 when `address` has spent its failed lookups."""
-        if await self._passes(self._window.test(self._failures, f"failed:{address}")):
-            return
-        await self._refuse(
-            self._failures, f"failed:{address}", "Too many wrong API keys from this address: the limit"
-        )
-
     async def count_failure(self, address: str) -> None:
-        await self._hit(self._failures, f"failed:{address}")
+        """A wrong key from `address`: 429 when its wrong keys are spent, so that a guesser is
+        told to stop rather than told which keys are wrong."""
+        if not await self._hit(self._failures, f"failed:{address}"):
+            await self._refuse(
+                self._failures, f"failed:{address}", "Too many wrong API keys from this address: the limit"
+            )
 
     async def _hit(self, limit: RateLimitItem, key: str) -> bool:
         return await self._passes(self._window.hit(limit, key))
