@@ -46,6 +46,7 @@ from orchestrator.settings import Settings, get_settings
 from orchestrator.tasks.controllers import JobTypeController, TaskController
 from orchestrator.web.allow import AllowEveryMethod
 from orchestrator.web.deliveries import deliver, request_deliveries
+from orchestrator.web.json_only import json_bodies_only
 from orchestrator.web.problems import internal_error_handler, problem_details_config
 from orchestrator.web.transactions import committed_session
 
@@ -141,7 +142,7 @@ def _protected() -> Router:
             saq_ui_controller(),
         ],
         middleware=[DefineMiddleware(ApiKeyMiddleware)],
-        guards=[authorize],
+        guards=[authorize, json_bodies_only],
         security=[{"bearer": []}, {"apiKey": []}],
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -12,9 +13,7 @@ from litestar.middleware.authentication import AbstractAuthenticationMiddleware,
 from orchestrator.auth.models import Scope
 
 if TYPE_CHECKING:
-
     from litestar.connection import ASGIConnection
-    from litestar.datastructures import Headers
     from litestar.handlers import BaseRouteHandler
 
     from orchestrator.auth.keys import Caller
@@ -26,24 +25,57 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 BROWSER_PATHS = ("/saq",)  # a browser asks for a password only when challenged with Basic
 
 
-def presented_key(headers: Headers) -> str | None:
-    """The key from `Authorization: Bearer <key>`, `X-API-Key: <key>`, or Basic with the key as
-    password (what a browser sends for the SAQ UI)."""
+def presented_key(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The key from `Authorization: Bearer <key>`, `X-API-Key: <key>`, or, under /saq only,
+    Basic with the key as password: what a browser sends for the SAQ UI, and keeps sending to
+    that site on its own; so it is taken nowhere else, and not from another site's page."""
+    headers = connection.headers
     if key := headers.get("x-api-key"):
         return key.strip()
     scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
         return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2] or None
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-    return None
+    if scheme.lower() != "basic":
+        return None
+    path = connection.url.path
+    if not _for_browsers(path):
+        raise NotAuthorizedException(
+            "Basic authentication is only for the operators' UI under /saq: send"
+            " 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers=_challenge(path, presented=True),
+        )
+    _refuse_other_sites(connection)
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode().partition(":")[2] or None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _for_browsers(path: str) -> bool:
+    return any(path == prefix or path.startswith(f"{prefix}/") for prefix in BROWSER_PATHS)
+
+
+def _refuse_other_sites(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Cross-site request forgery: a browser tells where a request comes from (Sec-Fetch-Site,
+    else Origin); a request that tells neither is not from a browser's page. As Go's
+    net/http CrossOriginProtection decides."""
+    if connection.scope.get("method", "GET") in SAFE_METHODS:
+        return
+    headers = connection.headers
+    if site := headers.get("sec-fetch-site"):
+        if site in ("same-origin", "none"):
+            return
+    elif (origin := headers.get("origin")) is None or urlsplit(origin).netloc.lower() == headers.get(
+        "host", ""
+    ).lower():
+        return
+    raise PermissionDeniedException(
+        "Refused: a request from another site's page; the SAQ UI acts only from its own pages"
+    )
 
 
 def _challenge(path: str, *, presented: bool) -> dict[str, str]:
-    if path.startswith(BROWSER_PATHS):
+    if _for_browsers(path):
         return {"WWW-Authenticate": f'Basic realm="{REALM}"'}
     # RFC 6750: a token that was sent but is not accepted is an "invalid_token".
     error = ', error="invalid_token"' if presented else ""
@@ -56,7 +88,7 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     ) -> AuthenticationResult:
         # One answer for a wrong key and a revoked one, and both come before any lead or task
         # is looked up: a 401 says nothing about which keys or resources exist.
-        key = presented_key(connection.headers)
+        key = presented_key(connection)
         if key is None:
             raise NotAuthorizedException(
                 "An API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",

@@ -58,7 +58,7 @@ class LeadController(Controller):
     tags = ["leads"]
     dependencies = {"writes": Provide(_synced_writes, sync_to_thread=False)}
 
-    @post("/", status_code=HTTP_201_CREATED, responses=problems(400, 409, 413, 422))
+    @post("/", status_code=HTTP_201_CREATED, responses=problems(400, 409, 413, 415, 422))
     async def create_lead(
         self,
         request: Request[Any, Any, Any],
@@ -94,7 +94,7 @@ class LeadController(Controller):
     ) -> Response[LeadRead]:
         return _lead_response(await services.get_lead(db_session, lead_id))
 
-    @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 422))
+    @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 415, 422))
     async def replace_lead(
         self,
         writes: NamedDependency[services.SyncedWrites],
@@ -104,7 +104,7 @@ class LeadController(Controller):
     ) -> Response[LeadRead]:
         return _lead_response(await writes.replace(lead_id, data, if_match))
 
-    @patch("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 422))
+    @patch("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 415, 422))
     async def patch_lead(
         self,
         writes: NamedDependency[services.SyncedWrites],

@@ -43,7 +43,7 @@ class TaskController(Controller):
     path = "/tasks"
     tags = ["tasks"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 422))
+    @post("/", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 415, 422))
     async def submit_task(
         self,
         request: Request[Any, Any, Any],
@@ -59,7 +59,7 @@ class TaskController(Controller):
         body = data.model_dump(mode="json")
         return await idempotent(db_session, request, idempotency_key, body, create)
 
-    @post("/batch", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 422))
+    @post("/batch", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 415, 422))
     async def submit_tasks(
         self,
         request: Request[Any, Any, Any],
