@@ -20,7 +20,6 @@ from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
@@ -46,6 +45,7 @@ from orchestrator.settings import Settings, get_settings
 from orchestrator.tasks.controllers import JobTypeController, TaskController
 from orchestrator.web.allow import AllowEveryMethod
 from orchestrator.web.deliveries import deliver, request_deliveries
+from orchestrator.web.docs import docs_router, swagger_ui_plugin
 from orchestrator.web.json_only import json_bodies_only
 from orchestrator.web.problems import internal_error_handler, problem_details_config
 from orchestrator.web.transactions import committed_session
@@ -113,8 +113,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="orchestrator",
             version="0.1.0",
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            openapi_router=docs_router(),
+            render_plugins=[swagger_ui_plugin()],
             components=Components(security_schemes=SECURITY_SCHEMES),
         ),
         logging_config=LoggingConfig(
