@@ -18,12 +18,20 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.dialects.postgresql import insert
 
 from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
 from orchestrator.json_types import present
-from orchestrator.leads.schemas import Email
+from orchestrator.leads.schemas import RECIPIENT_MARK, Email
 from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
 from orchestrator.mail.render import (
@@ -67,7 +75,10 @@ class EmailPayload(BaseModel):
     lead_id: uuid.UUID | None = Field(
         default=None, description="Fills the templates; its email is the default To"
     )
-    to: Email | None = Field(default=None, description="Recipient; default: the lead's email")
+    to: Annotated[Email, WithJsonSchema({"type": "string", "format": RECIPIENT_MARK})] | None = Field(
+        default=None,
+        description="Someone else than the lead, at a domain of EMAIL_ALLOWED_DOMAINS; default: the lead",
+    )
     subject: str = Field(
         min_length=1,
         max_length=300,
@@ -89,6 +100,19 @@ class EmailPayload(BaseModel):
         if "\n" in subject or "\r" in subject or "\t" in subject:
             raise ValueError("a subject is one line: no line break or tab")
         return subject
+
+    @field_validator("to")
+    @classmethod
+    def _allowed_domain(cls, to: str | None, info: ValidationInfo) -> str | None:
+        # A write key may mail its leads; anyone else only where the operator allows.
+        settings = (info.context or {}).get("settings")
+        allowed = settings.email_allowed_domains if settings is not None else []
+        if to is not None and to.rpartition("@")[2].lower() not in allowed:
+            raise ValueError(
+                "`to` names an address at a domain of EMAIL_ALLOWED_DOMAINS only"
+                f" ({', '.join(allowed) or 'none is set'}); leave it out to mail the lead"
+            )
+        return to
 
     @field_validator("subject", "text", "html")
     @classmethod

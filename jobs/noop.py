@@ -33,4 +33,5 @@ job = JobType(
     description="Does nothing (or sleeps); for tests and benchmarks.",
     timeout_s=3700,
     retry=RetryPolicy(max_attempts=3, backoff_base_s=1.0),
+    for_tests=True,
 )

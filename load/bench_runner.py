@@ -205,6 +205,7 @@ async def main(args: argparse.Namespace) -> None:
                 "REDIS_URL": redis_url,
                 "QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
                 "LOG_LEVEL": "WARNING",
+                "TEST_JOB_TYPES": "true",  # the benchmark's job is noop
             }
             raw = await bench_raw_saq(redis_url, args.tasks, args.processes, args.concurrency)
             ours = await bench_orchestrator(env, database_url, args, Path(scratch))

@@ -90,6 +90,7 @@ class Stack:
                 "WORKER_PROCESSES": str(self.worker_processes),
                 "EMAIL_OUTBOX_DIR": str(self.out / "outbox"),
                 "PYTHONUNBUFFERED": "1",
+                "TEST_JOB_TYPES": "true",  # the profile submits noop tasks
             }
             | self.third_parties
         )

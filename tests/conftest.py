@@ -62,6 +62,8 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         # Our own queue on a shared Redis; fast leases and reconciler rounds so faults heal in seconds.
         queue_name=f"orchestrator-test-{uuid.uuid4().hex[:8]}",
         job_packages=["jobs", "tests.jobs"],
+        test_job_types=True,
+        email_allowed_domains=["example.com"],
         task_lease_s=3.0,
         task_heartbeat_s=0.3,
         reconcile_interval_s=0.5,

@@ -57,7 +57,7 @@ async def in_process_runner(settings: Settings, job_packages: list[str]) -> Asyn
                 engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
                 sessions=async_sessionmaker(engine),
                 queue=queue,
-                registry=discover(job_packages),
+                registry=discover(job_packages, test_types=True),
                 settings=settings,
                 worker_id="test-host:1",
                 http=http,

@@ -30,7 +30,7 @@ from orchestrator.auth.middleware import ApiKeyMiddleware, authorize
 from orchestrator.auth.rate_limit import RateLimiter
 from orchestrator.db import engine_options
 from orchestrator.health import HealthController
-from orchestrator.job import discover
+from orchestrator.job import registry_for
 from orchestrator.leads.controllers import LeadController, LeadTaskController
 from orchestrator.openapi import exact_request_schemas
 from orchestrator.queue import make_queue
@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         create_all=False,
     )
 
-    registry = discover(settings.job_packages)
+    registry = registry_for(settings)
 
     default_rate_limit = parse_limit(settings.api_rate_limit) if settings.api_rate_limit else None
     failure_limit = parse_limit(settings.api_key_failure_limit)

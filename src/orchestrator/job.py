@@ -114,6 +114,8 @@ class JobType(Generic[P]):
     description: str = ""
     timeout_s: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # Made for tests and benchmarks (a task that sleeps an hour): off unless TEST_JOB_TYPES is set.
+    for_tests: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -131,8 +133,10 @@ class Registry:
     """The job types by name. A plain class rather than a dict so that Litestar, which validates
     injected dependencies, treats it as one opaque object."""
 
-    def __init__(self, types: dict[str, JobType[Any]]) -> None:
+    def __init__(self, types: dict[str, JobType[Any]], settings: Settings | None = None) -> None:
         self._types = types
+        # What payload rules may depend on (the domains email_send may mail); None: the strictest.
+        self.settings = settings
 
     def get(self, name: str) -> JobType[Any] | None:
         return self._types.get(name)
@@ -159,7 +163,9 @@ class Registry:
         time, by the worker and for every workflow step. Unprocessable naming each bad field."""
         job_type = self.job_type(name)
         try:
-            model = job_type.payload.model_validate(payload, context={"job_types": self})
+            model = job_type.payload.model_validate(
+                payload, context={"job_types": self, "settings": self.settings}
+            )
         except ValidationError as exc:
             raise Unprocessable(f"payload: {_describe(exc)}", field="payload", errors=_errors(exc)) from None
         return CheckedPayload(job_type, model)
@@ -176,20 +182,28 @@ class CheckedPayload:
         return self.model.model_dump(mode="json", exclude_unset=True)
 
 
-def discover(packages: Iterable[str]) -> Registry:
-    """Import every module of each package and collect its module-level `job`."""
+def registry_for(settings: Settings) -> Registry:
+    """The job types these settings run, checking payloads by these settings."""
+    return discover(settings.job_packages, test_types=settings.test_job_types, settings=settings)
+
+
+def discover(
+    packages: Iterable[str], *, test_types: bool = False, settings: Settings | None = None
+) -> Registry:
+    """Import every module of each package and collect its module-level `job`; the ones made
+    for tests only when `test_types`."""
     found: dict[str, JobType[Any]] = {}
     for package_name in packages:
         package = importlib.import_module(package_name)
         for module_info in pkgutil.iter_modules(package.__path__):
             module = importlib.import_module(f"{package_name}.{module_info.name}")
             job = getattr(module, "job", None)
-            if not isinstance(job, JobType):
+            if not isinstance(job, JobType) or (job.for_tests and not test_types):
                 continue
             if job.name in found:
                 raise RuntimeError(f"job type {job.name!r} is declared twice ({module.__name__})")
             found[job.name] = job
-    return Registry(found)
+    return Registry(found, settings)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.openapi.spec import OpenAPIType, Schema
 from pydantic.json_schema import models_json_schema
 
-from orchestrator.leads.schemas import LeadPatch, LeadWrite
+from orchestrator.leads.schemas import RECIPIENT_MARK, LeadPatch, LeadWrite, recipient_pattern
 from orchestrator.plain_text import NO_CONTROLS
 from orchestrator.tasks.schemas import JOB_TYPE_MARK, TaskBatch, TaskCreate
 
@@ -80,9 +80,12 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
         "oneOf": [{"$ref": ref} for ref in alternatives.values()],
         "discriminator": {"propertyName": "type", "mapping": alternatives},
     }
-    job_types = sorted(registry)
+    marks = {
+        JOB_TYPE_MARK: {"type": "string", "enum": sorted(registry)},
+        RECIPIENT_MARK: _recipients(registry.settings.email_allowed_domains if registry.settings else []),
+    }
     for name, definition in definitions.items():
-        schemas[name] = _exact(definition, job_types)
+        schemas[name] = _exact(definition, marks)
     schemas[PLAIN_JSON] = PLAIN_JSON_SCHEMA
 
 
@@ -92,23 +95,33 @@ _SCHEMA_LISTS = {"anyOf", "oneOf", "allOf", "prefixItems"}
 _SCHEMAS = {"items", "additionalProperties", "not", "propertyNames", "contains", "if", "then", "else"}
 
 
-def _exact(schema: Any, job_types: list[str]) -> Any:
+def _recipients(domains: list[str]) -> dict[str, Any]:
+    if not domains:
+        return {
+            "not": {},
+            "description": "Off: EMAIL_ALLOWED_DOMAINS is empty, so a task mails its lead only",
+        }
+    return {"type": "string", "maxLength": 254, "pattern": recipient_pattern(domains)}
+
+
+def _exact(schema: Any, marks: dict[str, dict[str, Any]]) -> Any:
     """`schema` with every string patterned as plain text, every free-form value as PlainJSON,
-    and every field that names a job type (JOB_TYPE_MARK) an enum of this service's types."""
+    and every field of a format of our own (`marks`) as this service's settings make it: a job
+    type is an enum of its types, a free recipient an address at a domain it allows."""
     if not isinstance(schema, dict):
         return schema
-    if schema.get("format") == JOB_TYPE_MARK:
-        return {k: v for k, v in schema.items() if k != "format"} | {"enum": job_types}
+    if (mark := marks.get(schema.get("format", ""))) is not None:
+        return {k: v for k, v in schema.items() if k not in ("format", "type")} | mark
     if not set(schema) - {"description", "title", "default"}:  # `{}`: any value at all
         return {"$ref": COMPONENTS + PLAIN_JSON} | schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _SCHEMA_MAPS:
-            out[key] = {name: _exact(item, job_types) for name, item in value.items()}
+            out[key] = {name: _exact(item, marks) for name, item in value.items()}
         elif key in _SCHEMA_LISTS:
-            out[key] = [_exact(item, job_types) for item in value]
+            out[key] = [_exact(item, marks) for item in value]
         elif key in _SCHEMAS:
-            out[key] = _exact(value, job_types)
+            out[key] = _exact(value, marks)
         else:
             out[key] = value
     if out.get("type") == "string" and "pattern" not in out and out.get("format") not in _PLAIN_FORMATS:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     )
 
     job_packages: list[str] = Field(default=["jobs"], description="Packages whose modules declare jobs")
+    test_job_types: bool = Field(
+        default=False, description="Run the job types made for tests and benchmarks (noop); off in production"
+    )
     queue_name: str = "orchestrator"
     redis_max_connections: int = Field(default=64, ge=8, description="Per process; waits when all are busy")
     redis_timeout_s: float = Field(default=5.0, gt=0, description="Connect, and wait for a pooled connection")
@@ -87,6 +90,10 @@ class Settings(BaseSettings):
     smtp_url: SecretStr | None = Field(
         default=None, description="smtp://user:pass@host:587?starttls=true or smtps://...; unset: .eml files"
     )
+    email_allowed_domains: list[str] = Field(
+        default=[],
+        description='Domains email_send may mail with a `to`, e.g. ["example.com"]; none: only leads',
+    )
     email_from: str = Field(default="orchestrator@localhost", description="From: of email_send")
     email_outbox_dir: Path = Field(default=Path(".orchestrator/outbox"), description="Where .eml files go")
 
@@ -95,6 +102,11 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # `DATABASE_URL=` in a copied .env means "not set" (embedded servers), not a URL to parse.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("email_allowed_domains")
+    @classmethod
+    def _domains_in_lower_case(cls, domains: list[str]) -> list[str]:
+        return [domain.strip().lower() for domain in domains if domain.strip()]
 
     @field_validator("api_rate_limit", "api_key_failure_limit")
     @classmethod

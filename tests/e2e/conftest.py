@@ -30,6 +30,7 @@ def service_env() -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "API_RATE_LIMIT": TEST_RATE_LIMIT,
         "API_KEY_FAILURE_LIMIT": TEST_RATE_LIMIT,
+        "TEST_JOB_TYPES": "true",
     }
 
 

@@ -157,3 +157,15 @@ async def test_a_recipient_that_would_decode_to_a_line_break_fails_unsent(api, i
     assert task["attempts"] == 1  # the same message would be refused again
     assert "cannot be built" in task["error"]
     assert handler.with_id(f"<task-{task_id}@orchestrator>") == []
+
+
+async def test_a_workflow_step_cannot_mail_outside_the_allowed_domains(api, inbox):
+    # Step payloads are checked when the step is due, by the worker, under the same rule.
+    handler, _ = inbox
+    sent_before = len(handler.messages)
+    step = {"type": "email_send", "payload": {"to": "victim@evil-example.org", "subject": "Hi", "text": "x"}}
+    task = await wait_for(api, await submit(api, "workflow_execute", {"steps": [step]}), timeout_s=30)
+    assert task["status"] == "FAILED"
+    assert "EMAIL_ALLOWED_DOMAINS" in task["error"]
+    assert task["children"] == []
+    assert len(handler.messages) == sent_before

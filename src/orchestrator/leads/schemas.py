@@ -49,6 +49,15 @@ EMAIL_PATTERN = (
     rf"@(?!(?:{_LABEL}\.)*(?:{_SPECIAL_USE})$)(?:{_LABEL}\.)+(?=[A-Za-z0-9-]*[A-Za-z]){_LABEL}$"
 )
 _EMAIL = re.compile(EMAIL_PATTERN)
+# A JSON Schema `format` of our own: an address whose domain the settings must allow. The OpenAPI
+# document replaces it with recipient_pattern(those domains).
+RECIPIENT_MARK = "email-recipient"
+
+
+def recipient_pattern(domains: list[str]) -> str:
+    """EMAIL_PATTERN's addresses at exactly these domains, in any case."""
+    at = "|".join(_any_case(domain) for domain in domains)
+    return rf"^(?=.{{1,254}}$)(?=[^@]{{1,64}}@){_ATEXT}+(?:\.{_ATEXT}+)*@(?:{at})$"
 
 
 def _email_shape(email: str) -> str:

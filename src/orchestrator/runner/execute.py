@@ -143,7 +143,7 @@ class Runner:
         return None
 
     async def _run(self, task: Moved, job_type: JobType[Any], payload: Any) -> None:
-        timeout_s = task.timeout_s or job_type.timeout_s
+        timeout_s = min(task.timeout_s or job_type.timeout_s, job_type.timeout_s)
         context = JobContext(
             task_id=task.id,
             attempt=task.attempts,

@@ -15,7 +15,7 @@ from saq.types import Context
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from orchestrator.db import engine_options
-from orchestrator.job import discover
+from orchestrator.job import registry_for
 from orchestrator.queue import RUN_TASK, make_queue
 from orchestrator.runner.execute import Runner
 from orchestrator.runner.reconciler import reconcile_forever
@@ -70,7 +70,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         queue=queue,
-        registry=discover(settings.job_packages),
+        registry=registry_for(settings),
         settings=settings,
         worker_id=worker_id,
         http=httpx.AsyncClient(timeout=settings.crm_webhook_timeout_s, follow_redirects=False),

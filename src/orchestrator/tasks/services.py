@@ -43,6 +43,10 @@ async def submit_task(
     A missing lead is refused by the foreign key, which aborts the transaction: after an
     Unprocessable from here, the caller must roll back, not go on with the session."""
     checked = registry.check(data.type, data.payload)
+    if data.timeout_s is not None and data.timeout_s > checked.job_type.timeout_s:
+        raise Unprocessable(
+            f"timeout_s: at most {checked.job_type.timeout_s:g} s for {data.type}", field="timeout_s"
+        )
     try:
         task = await transitions.record(
             session,
