@@ -11,12 +11,15 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.auth.keys import Caller
+from orchestrator.auth.models import Scope
 from orchestrator.job import Registry
 from orchestrator.pagination import PAGE_SIZE_DEFAULT
 from orchestrator.plain_text import NO_CONTROLS
 from orchestrator.queue import Deliveries
 from orchestrator.tasks import services
 from orchestrator.tasks.schemas import (
+    SHOW_TRACEBACKS,
     JobTypeRead,
     TaskBatch,
     TaskBatchRead,
@@ -95,9 +98,15 @@ class TaskController(Controller):
 
     @get("/{task_id:uuid}", responses=problems(404))
     async def get_task(
-        self, db_session: NamedDependency[AsyncSession], task_id: FromPath[uuid.UUID]
+        self,
+        request: Request[Caller, Any, Any],
+        db_session: NamedDependency[AsyncSession],
+        task_id: FromPath[uuid.UUID],
     ) -> TaskDetail:
-        return TaskDetail.model_validate(await services.get_task_detail(db_session, task_id))
+        """The task, its history and its steps; a failed attempt's traceback for admin keys only."""
+        task = await services.get_task_detail(db_session, task_id)
+        context = {SHOW_TRACEBACKS: request.user.scope.allows(Scope.ADMIN)}
+        return TaskDetail.model_validate(task, context=context)
 
     @post("/{task_id:uuid}/cancel", status_code=HTTP_200_OK, responses=problems(404, 409))
     async def cancel_task(

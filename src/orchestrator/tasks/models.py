@@ -66,6 +66,9 @@ class Task(Timestamped, Base):
         Index("ix_tasks_processing", "id", postgresql_where=text("status = 'PROCESSING'")),
         # GET /tasks?status=FAILED|CANCELLED pages by id: few rows, never the happy path's cost.
         Index("ix_tasks_ended_badly", "id", postgresql_where=text("status IN ('FAILED', 'CANCELLED')")),
+        # GET /tasks?type= pages newest first within the type: a rare type's page is found
+        # without walking every task's id.
+        Index("ix_tasks_type_id", "type", "id"),
         Index("ix_tasks_lead_id", "lead_id"),
         Index("ix_tasks_parent_id", "parent_id"),
         Index(

@@ -15,7 +15,9 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 
 from orchestrator.json_bounds import BoundedJSON
@@ -80,6 +82,12 @@ class TaskBatch(BaseModel):
     tasks: list[TaskCreate] = Field(min_length=1, max_length=BATCH_MAX, description="Submitted all or none")
 
 
+# A failed attempt's traceback shows paths, the Python version and source lines: an operator's
+# business (admin keys, and the worker's log), not every reader's.
+TRACEBACK = "traceback"
+SHOW_TRACEBACKS = "show_tracebacks"  # the validation context's flag that keeps them
+
+
 class TaskEventRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -88,7 +96,20 @@ class TaskEventRead(BaseModel):
     attempt: int
     at: dt.datetime
     worker_id: str | None
-    detail: dict[str, Any] | None
+    detail: dict[str, Any] | None = Field(
+        description=f"What the transition recorded; a failed attempt's {TRACEBACK!r} is for admin keys only"
+    )
+
+    @field_validator("detail")
+    @classmethod
+    def _traceback_for_admins(
+        cls, detail: dict[str, Any] | None, info: ValidationInfo
+    ) -> dict[str, Any] | None:
+        """Left out unless validated with {SHOW_TRACEBACKS: True}: a reader that does not ask
+        sees less, never more."""
+        if detail is None or (info.context or {}).get(SHOW_TRACEBACKS) is True:
+            return detail
+        return {key: value for key, value in detail.items() if key != TRACEBACK}
 
 
 class TaskRead(BaseModel):
