@@ -244,6 +244,26 @@ async def test_a_key_of_the_wrong_shape_is_refused_without_a_query():
         assert await keys.find(key) is None
 
 
+async def test_every_key_works_on_the_one_workspace_by_design(client, read_key, write_key, settings):
+    """The data model (README, Security): one workspace per deployment, a key per integration.
+    Keys differ in scope, rate limit and idempotency keys, never in what data they reach; a
+    deployment per tenant is how tenants are kept apart."""
+    other = await issue_key(settings, f"other-integration-{uuid.uuid4().hex[:6]}", Scope.WRITE)
+    lead = (await client.post("/leads", json=lead_body(), headers=bearer(write_key))).json()
+    task = (
+        await client.post("/tasks", json={"type": "noop", "lead_id": lead["id"]}, headers=bearer(write_key))
+    ).json()
+    for key in (read_key, other):
+        assert (await client.get(f"/leads/{lead['id']}", headers=bearer(key))).status_code == 200
+        assert (await client.get(f"/tasks/{task['id']}", headers=bearer(key))).status_code == 200
+        listed = (await client.get("/leads", headers=bearer(key))).json()["items"]
+        assert lead["id"] in {item["id"] for item in listed}
+    patched = await client.patch(
+        f"/leads/{lead['id']}", json={"company": "Changed by another integration"}, headers=bearer(other)
+    )
+    assert patched.status_code == 200
+
+
 async def test_revoke_by_id_revokes_that_key_even_if_another_is_named_like_it(settings):
     first, _ = await in_transaction(
         settings, lambda s: create_key(s, f"first-{uuid.uuid4().hex[:6]}", Scope.READ)
