@@ -5,7 +5,8 @@ Litestar's schema generator drops much of a Pydantic model (bounds such as `gt`,
 model-level rules), so the request bodies are described by Pydantic's own JSON Schema instead.
 On top of that, rules of the API that no model states field by field:
 - every string a request carries is plain text (orchestrator.plain_text), free-form JSON included;
-- POST /tasks takes one shape per job type: `type` names it, `payload` follows its schema;
+- POST /tasks takes one shape per job type: `type` names it, `payload` follows its schema, and
+  `timeout_s` is at most the type's;
 - a query or header parameter is absent or a value, never null (Litestar writes `str | None`
   as "string or null", and clients then send the text "null").
 """
@@ -70,6 +71,7 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
         alternative["title"] = f"TaskCreate.{name}"
         alternative["properties"]["type"] = {"const": name, "description": registry[name].description}
         alternative["properties"]["payload"] = payload_schema
+        _at_most(alternative["properties"]["timeout_s"], registry[name].timeout_s)
         if not _takes_empty(payload):
             alternative["required"] = [*alternative.get("required", []), "payload"]
         definitions[alternative["title"]] = alternative
@@ -130,6 +132,13 @@ def _exact(schema: Any, marks: dict[str, dict[str, Any]]) -> Any:
         out["additionalProperties"] = {"$ref": COMPONENTS + PLAIN_JSON}
         out["propertyNames"] = {"pattern": NO_CONTROLS}
     return out
+
+
+def _at_most(schema: dict[str, Any], maximum: float) -> None:
+    """A task's timeout is at most its type's: the bound on each number branch of `schema`."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "number":
+            branch["maximum"] = min(branch.get("maximum", maximum), maximum)
 
 
 def _no_null_parameters(openapi: OpenAPI) -> None:

@@ -42,6 +42,8 @@ async def test_a_task_has_one_shape_per_job_type_of_this_service(openapi, client
 async def test_the_bounds_the_code_enforces_are_in_the_document(openapi):
     task = component(openapi, "TaskCreate.noop")["properties"]
     assert task["timeout_s"]["anyOf"][0]["exclusiveMinimum"] == 0
+    email_timeout = component(openapi, "TaskCreate.email_send")["properties"]["timeout_s"]["anyOf"][0]
+    assert email_timeout["maximum"] == 60  # the type's own
     lead = component(openapi, "LeadWrite")
     assert lead["additionalProperties"] is False
     assert [branch["required"] for branch in lead["anyOf"]] == [["email"], ["phone"]]
