@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
-    EngineConfig,
     SQLAlchemyAsyncConfig,
     SQLAlchemyPlugin,
 )
@@ -24,11 +23,12 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.auth.live_keys import LiveKeys
 from orchestrator.auth.middleware import ApiKeyMiddleware, authorize
 from orchestrator.auth.rate_limit import RateLimiter
-from orchestrator.db import engine_options
+from orchestrator.db import engine_options, prepare
 from orchestrator.health import HealthController
 from orchestrator.job import registry_for
 from orchestrator.leads.controllers import LeadController, LeadTaskController
@@ -58,8 +58,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """One app per process: Granian calls this in every worker, so engines and clients are per worker."""
     settings = settings or get_settings()
     alchemy = SQLAlchemyAsyncConfig(
-        connection_string=settings.sqlalchemy_url,
-        engine_config=EngineConfig(**engine_options(settings)),
+        engine_instance=prepare(
+            create_async_engine(settings.sqlalchemy_url, **engine_options(settings)), settings
+        ),
         session_config=AsyncSessionConfig(expire_on_commit=False),
         # The request owns the transaction: handlers get `db_session`, committed by
         # `committed_session` before the answer; the hook rolls back every error answer.

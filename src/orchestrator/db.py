@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from advanced_alchemy.base import convention
-from sqlalchemy import Enum, MetaData, func
+from sqlalchemy import Enum, MetaData, event, func
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
-from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncAttrs, AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from enum import StrEnum
+
+    from sqlalchemy import Connection
 
     from orchestrator.settings import Settings
 
@@ -52,7 +55,8 @@ class Timestamped:
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
-    """Pool and connection options shared by the API and the CLI's engines."""
+    """Pool and connection options shared by the API's, the workers' and the CLI's engines;
+    `prepare` each engine made with them."""
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
@@ -61,19 +65,49 @@ def engine_options(settings: Settings) -> dict[str, Any]:
         # A connection PostgreSQL dropped fails its statement once (503 / a retried attempt) and
         # is discarded; recycling bounds how stale an idle one can get.
         "pool_recycle": 300,
-        "connect_args": {
+        "connect_args": connect_args(settings),
+    }
+
+
+def connect_args(settings: Settings) -> dict[str, Any]:
+    """asyncpg's connection options. Through a pooler in transaction mode, each transaction may
+    run on another server connection, shared with other clients: a setting is made per
+    transaction (`prepare`), and each prepared statement is named uniquely and not kept."""
+    if settings.db_transaction_pooler:
+        return {
             "timeout": settings.db_pool_timeout_s,
-            "server_settings": {
-                "statement_timeout": str(settings.db_statement_timeout_ms),
-                "application_name": "orchestrator",
-            },
+            "server_settings": {"application_name": "orchestrator"},
+            "statement_cache_size": 0,
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__orchestrator_{uuid.uuid4().hex}__",
+        }
+    return {
+        "timeout": settings.db_pool_timeout_s,
+        "server_settings": {
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "application_name": "orchestrator",
         },
     }
 
 
+def prepare(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
+    """Through a transaction pooler, the statement timeout is set in every transaction."""
+    if settings.db_transaction_pooler:
+        statement = f"SET LOCAL statement_timeout = {int(settings.db_statement_timeout_ms)}"
+
+        def set_timeout(connection: Connection) -> None:
+            connection.exec_driver_sql(statement)
+
+        event.listen(engine.sync_engine, "begin", set_timeout)
+    return engine
+
+
 async def in_transaction(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """One unit of work on a one-connection engine: for commands, not for serving."""
-    engine = create_async_engine(settings.sqlalchemy_url, poolclass=NullPool)
+    engine = prepare(
+        create_async_engine(settings.sqlalchemy_url, poolclass=NullPool, connect_args=connect_args(settings)),
+        settings,
+    )
     try:
         async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
             return await work(session)

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=DEFAULT_MAX_OVERFLOW, ge=0)
     db_pool_timeout_s: float = Field(default=5.0, gt=0)
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    db_transaction_pooler: bool = Field(
+        default=False,
+        description="PostgreSQL is reached through a pooler in transaction mode (PgBouncer): settings"
+        " are made per transaction and no prepared statement is reused",
+    )
     ready_timeout_s: float = Field(default=2.0, gt=0)
 
     api_rate_limit: str | None = Field(

@@ -14,7 +14,7 @@ from saq import Worker
 from saq.types import Context
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from orchestrator.db import engine_options
+from orchestrator.db import engine_options, prepare
 from orchestrator.job import registry_for
 from orchestrator.queue import RUN_TASK, make_queue
 from orchestrator.runner.execute import Runner
@@ -63,7 +63,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
     # Claims and completions are batched; each running job still renews its lease. Keep
     # processes x (pool + overflow) under PostgreSQL's max_connections.
     options = engine_options(settings) | {"pool_size": min(concurrency + 2, 30), "max_overflow": 10}
-    engine = create_async_engine(settings.sqlalchemy_url, **options)
+    engine = prepare(create_async_engine(settings.sqlalchemy_url, **options), settings)
     queue = make_queue(settings)
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
     runner = Runner(

@@ -1,0 +1,1 @@
+"""Several hosts on one machine: network namespaces, PgBouncer, a nemesis and a history checker."""

@@ -1,0 +1,89 @@
+"""The API and the workers through a real PgBouncer in transaction pooling mode: each transaction
+may land on another server connection, with many clients to few server connections."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from chaos.pgbouncer import PgBouncer, installed
+from load.service import free_port
+from orchestrator.db import engine_options, prepare
+from tests.helpers import bearer, one_worker, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from orchestrator.settings import Settings
+
+
+@pytest.fixture
+async def bouncer(settings: Settings) -> AsyncIterator[PgBouncer]:
+    if not installed():
+        if os.environ.get("CI"):
+            pytest.fail("pgbouncer is missing: .ci/system-packages installs it")
+        pytest.skip("pgbouncer is not installed (Debian's package pgbouncer)")
+    # Two server connections for everything: transactions of many clients share each one.
+    pooler = PgBouncer(str(settings.database_url), free_port(), pool_size=2)
+    pooler.start()
+    await pooler.wait_ready()
+    yield pooler
+    pooler.stop()
+
+
+async def test_statement_timeout_holds_in_every_transaction_through_the_pooler(settings, bouncer):
+    pooled = settings.model_copy(
+        update={"database_url": bouncer.url(str(settings.database_url)), "db_transaction_pooler": True}
+    )
+    engine = prepare(create_async_engine(pooled.sqlalchemy_url, **engine_options(pooled)), pooled)
+    try:
+        for _ in range(5):
+            async with engine.begin() as connection:
+                timeout = await connection.scalar(
+                    text("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")
+                )
+                assert timeout == str(pooled.db_statement_timeout_ms)
+                # Prepared statements of one client must never collide with another's.
+                await connection.execute(text("SELECT CAST(:n AS int)"), {"n": 1})
+    finally:
+        await engine.dispose()
+
+
+async def test_api_and_workers_run_every_job_type_through_the_pooler(
+    settings, bouncer, start_api, services, api_key, tmp_path
+):
+    pooled = {"DATABASE_URL": bouncer.url(str(settings.database_url)), "DB_TRANSACTION_POOLER": "true"}
+    api = await start_api(workers=2, **pooled)
+    worker = one_worker(settings, tmp_path / "worker.log", **pooled)
+    services.append(worker)
+    worker.start()
+    async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(api_key), timeout=30) as client:
+        leads = await asyncio.gather(
+            *(client.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com"}) for _ in range(20))
+        )
+        assert {lead.status_code for lead in leads} == {201}
+        for lead in leads[:5]:
+            body = lead.json()
+            patched = await client.patch(
+                f"/leads/{body['id']}", json={"company": "Pooled"}, headers={"If-Match": lead.headers["etag"]}
+            )
+            assert patched.status_code == 200, patched.text
+        lead_id = leads[0].json()["id"]
+        bodies = [{"type": "noop", "payload": {"echo": {"n": n}}} for n in range(30)] + [
+            {"type": "lead_process", "payload": {"lead_id": lead_id}},
+            {"type": "workflow_execute", "lead_id": lead_id, "payload": {"workflow": "new_lead_followup"}},
+        ]
+        submitted = await asyncio.gather(*(client.post("/tasks", json=body) for body in bodies))
+        assert {response.status_code for response in submitted} == {202}
+        for response in submitted:
+            task = await wait_for(client, response.json()["id"], timeout_s=60)
+            assert task["status"] == "COMPLETED", task
+    worker.assert_running()
+    api.assert_running()
