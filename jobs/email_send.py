@@ -15,6 +15,7 @@ that copy.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import TYPE_CHECKING, Annotated, Any, Self
 
@@ -31,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from orchestrator.job import JobContext, JobType, PermanentError, RetryPolicy
 from orchestrator.json_types import present
-from orchestrator.leads.schemas import RECIPIENT_MARK, Email
+from orchestrator.leads.schemas import RECIPIENT_MARK, Email, recipient_pattern
 from orchestrator.leads.services import get_lead
 from orchestrator.mail.models import EmailDelivery
 from orchestrator.mail.render import (
@@ -107,9 +108,11 @@ class EmailPayload(BaseModel):
         # A write key may mail its leads; anyone else only where the operator allows.
         settings = (info.context or {}).get("settings")
         allowed = settings.email_allowed_domains if settings is not None else []
-        if to is not None and to.rpartition("@")[2].lower() not in allowed:
+        if to is None:
+            return None
+        if not allowed or not re.fullmatch(recipient_pattern(allowed), to):
             raise ValueError(
-                "`to` names an address at a domain of EMAIL_ALLOWED_DOMAINS only"
+                "`to` names a plain address at a domain of EMAIL_ALLOWED_DOMAINS only"
                 f" ({', '.join(allowed) or 'none is set'}); leave it out to mail the lead"
             )
         return to

@@ -85,8 +85,8 @@ class WorkflowPayload(BaseModel):
             if known is not None and step.type not in known:
                 raise ValueError(f"step {number}: unknown job type {step.type!r}")
             for ref in filled_from_here(step):
-                if ref.startswith("${steps.") and int(ref.split(".")[1].rstrip("}")) >= number:
-                    raise ValueError(f"step {number}: {ref} refers to a step that runs later")
+                if ref.startswith("${steps.") and not 1 <= int(ref.split(".")[1].rstrip("}")) < number:
+                    raise ValueError(f"step {number}: {ref} refers to no step that runs before it")
             self._tasks += _nested_tasks(number, step, context, depth) if step.type == NESTED else 1
         if self._tasks > MAX_TREE_TASKS:
             raise ValueError(
@@ -94,6 +94,11 @@ class WorkflowPayload(BaseModel):
                 f" one request makes at most {MAX_TREE_TASKS} tasks"
             )
         return self
+
+    @property
+    def tasks_made(self) -> int:
+        """This task and every task its steps and nested workflows will make."""
+        return self._tasks
 
     def resolved_steps(self) -> list[Step]:
         return NAMED[self.workflow] if self.workflow is not None else list(self.steps or [])
@@ -114,7 +119,8 @@ def _nested_tasks(number: int, step: Step, context: dict[str, Any], depth: int) 
     try:
         nested = WorkflowPayload.model_validate(payload, context=context | {"depth": depth + 1})
     except ValidationError as exc:
-        raise ValueError(f"step {number}: " + "; ".join(error["msg"] for error in exc.errors())) from None
+        reasons = (str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        raise ValueError(f"step {number}: " + "; ".join(reasons)) from None
     return nested._tasks
 
 

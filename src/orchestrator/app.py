@@ -79,7 +79,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.settings = settings
         app.state.registry = registry
         app.state.queue = make_queue(settings)
-        app.state.live_keys = LiveKeys(alchemy.create_session_maker(), settings.api_key_cache_s)
+        app.state.live_keys = LiveKeys(
+            alchemy.create_session_maker(),
+            settings.api_key_cache_s,
+            # A load may take a pooled connection's wait and one statement's time, no longer.
+            load_timeout_s=settings.db_pool_timeout_s + settings.db_statement_timeout_ms / 1000,
+        )
         app.state.rate_limiter = RateLimiter(settings, default_rate_limit, failure_limit)
         exact_request_schemas(app.openapi_schema, registry)
         await app.state.rate_limiter.warm_up()

@@ -176,6 +176,12 @@ class CheckedPayload:
     job_type: JobType[Any]
     model: BaseModel
 
+    @property
+    def tasks_made(self) -> int:
+        """The tasks this one leads to, itself included: a payload that makes more says so."""
+        made = getattr(self.model, "tasks_made", 1)
+        return made if isinstance(made, int) else 1
+
     def stored(self) -> dict[str, Any]:
         """What the task row keeps. exclude_unset: a field left out stays left out (PATCH-like
         payloads rely on it)."""

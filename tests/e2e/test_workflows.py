@@ -92,7 +92,10 @@ async def test_workers_killed_mid_workflow_resume_and_never_run_a_finished_step_
     [
         ({"workflow": "nope"}, "unknown workflow"),
         ({"steps": [{"type": "nope"}]}, "unknown job type"),
-        ({"steps": [{"type": "noop", "payload": {"echo": {"x": "${steps.1.echo}"}}}]}, "runs later"),
+        (
+            {"steps": [{"type": "noop", "payload": {"echo": {"x": "${steps.1.echo}"}}}]},
+            "no step that runs before it",
+        ),
         ({}, "either"),
     ],
 )

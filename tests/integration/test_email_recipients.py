@@ -47,7 +47,17 @@ async def test_an_allowed_domain_is_taken_in_any_case(client, to):
     assert (await client.post("/tasks", json={"type": "email_send", "payload": payload})).status_code == 202
 
 
-@pytest.mark.parametrize("to", ["a@sub.example.com", "a@example.com.evil.org", "a@notexample.com"])
+@pytest.mark.parametrize(
+    "to",
+    [
+        "a@sub.example.com",
+        "a@example.com.evil.org",
+        "a@notexample.com",
+        # Source routing, which some mail servers of an allowed domain still follow elsewhere.
+        "victim%evil-example.org@example.com",
+        "evil-example.org!victim@example.com",
+    ],
+)
 async def test_only_the_domain_itself_is_allowed(client, to):
     payload = {"to": to, "subject": "Hi", "text": "x"}
     assert (await client.post("/tasks", json={"type": "email_send", "payload": payload})).status_code == 422

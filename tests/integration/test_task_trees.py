@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from jobs.workflow_execute import MAX_DEPTH, MAX_TREE_TASKS
 
 WORKFLOW = "workflow_execute"
@@ -66,6 +68,34 @@ async def test_a_tree_just_within_the_bound_is_accepted(client):
     assert (await _submit(client, payload)).status_code == 202
 
 
+async def test_a_batch_counts_every_tree_toward_one_requests_bound(client):
+    # The review's batch: each workflow within its bound, together far past it.
+    tree = {"steps": [{"type": WORKFLOW, "payload": {"workflow": "new_lead_followup"}}] * 49}
+    batch = {"tasks": [{"type": WORKFLOW, "payload": tree}] * 3}  # 3 * 197 tasks
+    response = await client.post("/tasks/batch", json=batch)
+    assert response.status_code == 422, response.text[:300]
+    assert response.json()["field"] == "tasks"
+    assert "591" in response.json()["detail"]
+    assert await _stored(client) == 0
+    two = await client.post("/tasks/batch", json={"tasks": batch["tasks"][:2]})
+    assert two.status_code == 202
+
+
+@pytest.mark.parametrize("ref", ["${steps.3.echo}\n", "${steps.0}", "${steps.0.echo}"])
+async def test_a_reference_is_exactly_one_to_an_earlier_step(client, ref):
+    steps = [
+        {"type": "noop", "payload": {"echo": {"n": 1}}},
+        {"type": "noop", "payload": {"echo": {"x": ref}}},
+    ]
+    response = await _submit(client, {"steps": steps})
+    if ref.endswith("\n"):  # not a reference at all: plain text, kept as it is
+        assert response.status_code == 202
+        assert response.json()["payload"]["steps"][1]["payload"]["echo"]["x"] == ref
+    else:
+        assert response.status_code == 422
+        assert "step 2" in response.json()["detail"]
+
+
 async def test_a_step_result_cannot_become_a_nested_workflow(client):
     # The review's carrier: lead_process hands an unparseable phone back as it came, so a lead
     # whose phone is "${steps.1.phone}" would pass a reference down a level.
@@ -98,4 +128,4 @@ async def test_a_nested_workflow_may_use_the_lead_and_its_own_steps(client):
     inner["steps"][0]["payload"]["echo"]["n"] = "${steps.2.echo}"  # its own later step
     response = await _submit(client, {"steps": [{"type": WORKFLOW, "payload": inner}]})
     assert response.status_code == 422
-    assert "runs later" in response.json()["detail"]
+    assert "refers to no step that runs before it" in response.json()["detail"]

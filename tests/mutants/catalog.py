@@ -409,7 +409,7 @@ MUTANTS = [
     Mutant(
         "email_send mails anyone",
         "jobs/email_send.py",
-        'if to is not None and to.rpartition("@")[2].lower() not in allowed:',
+        "if not allowed or not re.fullmatch(recipient_pattern(allowed), to):",
         "if False:",
         ("tests/integration/test_email_recipients.py",),
         quick=True,
@@ -428,6 +428,22 @@ MUTANTS = [
         "    if data.timeout_s is not None and data.timeout_s > checked.job_type.timeout_s:",
         "    if False:",
         ("tests/integration/test_job_types.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a batch's workflows are bounded one by one, not together",
+        "src/orchestrator/tasks/services.py",
+        "    if (made := sum(payload.tasks_made for payload in checked)) > BATCH_MAX:",
+        "    if (made := 0) > BATCH_MAX:",
+        ("tests/integration/test_task_trees.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a key load stuck on a dead connection holds every request",
+        "src/orchestrator/auth/live_keys.py",
+        "                async with asyncio.timeout(self._load_timeout_s):",
+        "                async with asyncio.timeout(None):",
+        ("tests/integration/test_auth.py",),
         quick=True,
     ),
     Mutant(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from orchestrator.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "orch_"
 KEY_BYTES = 32
@@ -122,7 +125,7 @@ def well_formed(key: str) -> bool:
 async def load_callers(session: AsyncSession) -> dict[str, Caller]:
     """Every live key, by the hash of the key."""
     rows = await session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None)))
-    return {row.key_hash: _caller(row) for row in rows}
+    return {row.key_hash: _caller(row, strict=False) for row in rows}
 
 
 async def record_use(session: AsyncSession, key_id: uuid.UUID) -> None:
@@ -147,6 +150,14 @@ async def find_caller(session: AsyncSession, key: str) -> Caller | None:
     return None if row is None else _caller(row)
 
 
-def _caller(row: ApiKey) -> Caller:
-    limit = parse_rate_limit(row.rate_limit) if row.rate_limit else None
+def _caller(row: ApiKey, *, strict: bool = True) -> Caller:
+    """The key as a caller. Not strict: a rate limit that does not parse (written to the table
+    by hand) is logged and the key gets the default, rather than every key failing."""
+    try:
+        limit = parse_rate_limit(row.rate_limit) if row.rate_limit else None
+    except Unprocessable:
+        if strict:
+            raise
+        logger.error("API key %r has a rate limit that does not parse: %r", row.name, row.rate_limit)
+        limit = None
     return Caller(row.id, row.name, row.scope, limit)

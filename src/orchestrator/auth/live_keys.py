@@ -31,9 +31,9 @@ class LiveKeys:
     lands within `max_age_s`. A key created a moment ago works at once: a key that is not known
     waits for a load that begins after it came, so no valid key is ever refused."""
 
-    def __init__(self, sessions: Callable[[], AsyncSession], max_age_s: float) -> None:
+    def __init__(self, sessions: Callable[[], AsyncSession], max_age_s: float, load_timeout_s: float) -> None:
         self._sessions = sessions
-        self._max_age_s = max_age_s
+        self._max_age_s, self._load_timeout_s = max_age_s, load_timeout_s
         self._callers: dict[str, Caller] = {}
         self._began = -math.inf  # when the load behind `_callers` began (monotonic)
         self._next: asyncio.Future[None] | None = None
@@ -58,18 +58,36 @@ class LiveKeys:
 
     async def _loaded_since(self, moment: float) -> None:
         """Wait for a load that began at `moment` or later; one load serves every request
-        waiting for it."""
+        waiting for it. A load that takes longer than `load_timeout_s` (a connection that
+        stopped answering) fails its waiters (TimeoutError: 503) and is left behind: the next
+        request starts another."""
         while self._began < moment:
-            if self._next is None:
-                self._next = asyncio.ensure_future(self._load())
-            await asyncio.shield(self._next)
+            load = self._next if self._next is not None else self._start_load()
+            try:
+                async with asyncio.timeout(self._load_timeout_s):
+                    await asyncio.shield(load)
+            except TimeoutError:
+                if self._next is load:
+                    self._next = None
+                raise
+
+    def _start_load(self) -> asyncio.Future[None]:
+        load = asyncio.ensure_future(self._load())
+
+        def forget(done: asyncio.Future[None]) -> None:
+            if self._next is done:
+                self._next = None
+            if not done.cancelled():
+                done.exception()  # a failed load is its waiters' error, not an unretrieved one
+
+        load.add_done_callback(forget)
+        self._next = load
+        return load
 
     async def _load(self) -> None:
-        try:
-            await asyncio.sleep(max(0.0, self._began + LOAD_GAP_S - time.monotonic()))
-            began = time.monotonic()
-            async with self._sessions() as session, session.begin():
-                callers = await load_callers(session)
+        await asyncio.sleep(max(0.0, self._began + LOAD_GAP_S - time.monotonic()))
+        began = time.monotonic()
+        async with self._sessions() as session, session.begin():
+            callers = await load_callers(session)
+        if began > self._began:  # a load left behind as stuck may end after a newer one
             self._callers, self._began = callers, began
-        finally:
-            self._next = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,14 +14,16 @@ from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
 from orchestrator.tasks.models import Task
+from orchestrator.tasks.schemas import BATCH_MAX
 
 if TYPE_CHECKING:
     import uuid
+    from collections.abc import Iterator
 
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.sql.elements import TextClause
 
-    from orchestrator.job import Registry
+    from orchestrator.job import CheckedPayload, Registry
     from orchestrator.queue import Deliveries
     from orchestrator.tasks.schemas import TaskCreate
     from orchestrator.tasks.status import TaskStatus
@@ -42,11 +45,21 @@ async def submit_task(
     """Record a task whose payload its job type accepts; it is delivered once the caller commits.
     A missing lead is refused by the foreign key, which aborts the transaction: after an
     Unprocessable from here, the caller must roll back, not go on with the session."""
+    return await _record(session, deliveries, data, _checked(registry, data))
+
+
+def _checked(registry: Registry, data: TaskCreate) -> CheckedPayload:
     checked = registry.check(data.type, data.payload)
     if data.timeout_s is not None and data.timeout_s > checked.job_type.timeout_s:
         raise Unprocessable(
             f"timeout_s: at most {checked.job_type.timeout_s:g} s for {data.type}", field="timeout_s"
         )
+    return checked
+
+
+async def _record(
+    session: AsyncSession, deliveries: Deliveries, data: TaskCreate, checked: CheckedPayload
+) -> Task:
     try:
         task = await transitions.record(
             session,
@@ -70,15 +83,33 @@ async def submit_task(
 async def submit_tasks(
     session: AsyncSession, registry: Registry, deliveries: Deliveries, batch: list[TaskCreate]
 ) -> list[Task]:
-    """All or none: the first invalid task refuses the batch, naming its index."""
-    tasks = []
+    """All or none: the first invalid task refuses the batch, naming its index, and so does a
+    batch whose tasks would make more than BATCH_MAX in all (workflows count their steps)."""
+    checked = []
     for index, data in enumerate(batch):
-        try:
-            tasks.append(await submit_task(session, registry, deliveries, data))
-        except (Unprocessable, NotFound) as exc:
-            field = f"tasks[{index}].{exc.extra.pop('field', '')}".rstrip(".")
-            raise type(exc)(f"tasks[{index}].{exc.detail}", field=field, **exc.extra) from None
+        with _naming_the_task(index):
+            checked.append(_checked(registry, data))
+    if (made := sum(payload.tasks_made for payload in checked)) > BATCH_MAX:
+        raise Unprocessable(
+            f"tasks: this batch would make {made} tasks with its workflows' steps;"
+            f" one request makes at most {BATCH_MAX}",
+            field="tasks",
+        )
+    tasks = []
+    for index, (data, payload) in enumerate(zip(batch, checked, strict=True)):
+        with _naming_the_task(index):
+            tasks.append(await _record(session, deliveries, data, payload))
     return tasks
+
+
+@contextlib.contextmanager
+def _naming_the_task(index: int) -> Iterator[None]:
+    """A refusal of one task as the batch's: its detail and field name the task's index."""
+    try:
+        yield
+    except (Unprocessable, NotFound) as exc:
+        field = f"tasks[{index}].{exc.extra.pop('field', '')}".rstrip(".")
+        raise type(exc)(f"tasks[{index}].{exc.detail}", field=field, **exc.extra) from None
 
 
 async def get_task(session: AsyncSession, task_id: uuid.UUID) -> Task:

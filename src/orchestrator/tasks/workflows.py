@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.tasks.schemas import JobTypeName
 
-REFERENCE = re.compile(r"^\$\{(lead_id|steps\.(\d+)((?:\.\w+)*))\}$")
+# \Z, not $: "${steps.1}\n" is text, as the step that fills it in reads it.
+REFERENCE = re.compile(r"^\$\{(lead_id|steps\.(\d+)((?:\.\w+)*))\}\Z")
 LEAD = "${lead_id}"
 NESTED = "workflow_execute"
 
