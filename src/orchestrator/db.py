@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from enum import StrEnum
 
     from sqlalchemy import Connection
+    from sqlalchemy.engine import ExceptionContext
 
     from orchestrator.settings import Settings
 
@@ -90,15 +91,26 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     }
 
 
+# A prepared statement the server does not know: the pooler gave the connection's statements
+# to different server connections (its server connection died inside a transaction).
+UNKNOWN_STATEMENT = "26000"
+
+
 def prepare(engine: AsyncEngine, settings: Settings) -> AsyncEngine:
-    """Through a transaction pooler, the statement timeout is set in every transaction."""
+    """Through a transaction pooler, the statement timeout is set in every transaction, and a
+    connection the pooler lost track of is thrown away rather than failing every transaction."""
     if settings.db_transaction_pooler:
         statement = f"SET LOCAL statement_timeout = {int(settings.db_statement_timeout_ms)}"
 
         def set_timeout(connection: Connection) -> None:
             connection.exec_driver_sql(statement)
 
+        def discard_if_lost(context: ExceptionContext) -> None:
+            if getattr(context.original_exception, "sqlstate", None) == UNKNOWN_STATEMENT:
+                context.is_disconnect = True
+
         event.listen(engine.sync_engine, "begin", set_timeout)
+        event.listen(engine.sync_engine, "handle_error", discard_if_lost)
     return engine
 
 

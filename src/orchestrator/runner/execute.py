@@ -55,7 +55,7 @@ STATEMENT_TIMEOUT = "57014"
 class Runner:
     """Everything run_task needs, made once per worker process."""
 
-    engine: AsyncEngine  # AUTOCOMMIT: each transition is one statement, one round trip
+    engine: AsyncEngine  # AUTOCOMMIT unless through a transaction pooler: one statement per transition
     sessions: async_sessionmaker[AsyncSession]
     queue: Queue
     registry: Registry
@@ -71,7 +71,7 @@ class Runner:
         self.completions = Batcher(self._complete_many)
 
     async def _claim_many(self, ids: list[uuid.UUID]) -> list[Moved | None]:
-        async with self.engine.connect() as db:
+        async with self.engine.begin() as db:
             return await transitions.claim_many(db, ids, self.worker_id, self.settings.task_lease_s)
 
     def _release_claimed(self, claim: asyncio.Future[Moved | None]) -> None:
@@ -97,7 +97,7 @@ class Runner:
             return exc
 
     async def _complete(self, done: list[tuple[uuid.UUID, int, str]]) -> list[bool]:
-        async with self.engine.connect() as db:
+        async with self.engine.begin() as db:
             return await transitions.complete_many(db, done, self.worker_id)
 
     async def run_task(self, ctx: Context, *, task_id: str) -> None:
@@ -130,7 +130,7 @@ class Runner:
         of the one that enqueued it) waits, by the database's clock, up to about a reconciler
         round; one due later than that is left to the reconciler, which delivers due tasks."""
         for _ in range(3):  # timers may wake a little early: look again, a few times
-            async with self.engine.connect() as db:
+            async with self.engine.begin() as db:
                 wait_s = await transitions.due_in(db, task_id)
             if (
                 wait_s is None
@@ -243,7 +243,7 @@ class Runner:
             try:
                 # A renewal that hangs must not outlast the lease it is renewing.
                 async with asyncio.timeout(max(0.0, renewed + 0.8 * lease_s - clock())):
-                    async with self.engine.connect() as db:
+                    async with self.engine.begin() as db:
                         owned = await transitions.heartbeat(db, task.id, task.attempts, lease_s)
             except Exception:  # a database blip must not kill the handler while the lease holds
                 logger.warning("task %s: lease renewal failed", task.id, exc_info=True)
@@ -276,7 +276,7 @@ class Runner:
         """The API accepted the type, so another release of the job packages knows it (a rolling
         deploy): hand the task back uncounted, saying why, for a worker that can run it; ever
         later, and after MAX_HAND_BACKS it fails, so a type no worker knows does not loop."""
-        async with self.engine.connect() as db:
+        async with self.engine.begin() as db:
             handed = await transitions.hand_backs(db, task.id)
         if handed >= MAX_HAND_BACKS:
             await self._fail(task, f"no worker knows job type {task.type!r} (handed back {handed} times)")
@@ -323,7 +323,7 @@ class Runner:
         detail: dict[str, Any] | None,
         params: dict[str, Any],
     ) -> Moved | None:
-        async with self.engine.connect() as db:
+        async with self.engine.begin() as db:
             moved = await transitions.move(
                 db, statement, task.id, worker=self.worker_id, detail=detail, attempt=task.attempts, **params
             )

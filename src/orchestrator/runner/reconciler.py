@@ -161,7 +161,7 @@ async def _finish_left_behind(engine: AsyncEngine, queue: RedisQueue, grace_s: f
         "attempts": [delivery.attempts for delivery in by_delivery],
         "grace_s": grace_s,
     }
-    async with engine.connect() as db:
+    async with engine.begin() as db:
         left = [Delivery(row.id, row.attempt) for row in await db.execute(LEFT_BEHIND, params)]
     for delivery in left:
         await queue.finish(

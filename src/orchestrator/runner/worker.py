@@ -66,8 +66,14 @@ async def serve(settings: Settings, concurrency: int) -> None:
     engine = prepare(create_async_engine(settings.sqlalchemy_url, **options), settings)
     queue = make_queue(settings)
     worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    # Each transition is one statement: in autocommit it costs one round trip. Not through a
+    # transaction pooler, which may hand a statement's parse and its execution, made outside a
+    # transaction, to two different server connections.
+    transitions_engine = (
+        engine if settings.db_transaction_pooler else engine.execution_options(isolation_level="AUTOCOMMIT")
+    )
     runner = Runner(
-        engine=engine.execution_options(isolation_level="AUTOCOMMIT"),
+        engine=transitions_engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         queue=queue,
         registry=registry_for(settings),
