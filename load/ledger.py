@@ -75,13 +75,15 @@ class Ledger:
     acknowledged_writes: int = 0
 
     @classmethod
-    def read(cls, path: Path) -> Ledger:
+    def read(cls, *paths: Path) -> Ledger:
+        """The ledgers of one or more clients (each owns its leads, so they add up)."""
         ledger = cls()
-        if not path.exists():
-            return ledger
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.endswith("}"):  # a line cut short by a kill is an intent never sent
-                ledger.add(json.loads(line))
+        for path in paths:
+            if not path.exists():
+                continue
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.endswith("}"):  # a line cut short by a kill is an intent never sent
+                    ledger.add(json.loads(line))
         return ledger
 
     def add(self, event: dict[str, Any]) -> None:

@@ -40,8 +40,8 @@ class _Inbox:
 class _Crm(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, log: EffectsWriter, secret: str) -> None:
-        super().__init__(("127.0.0.1", 0), _CrmHandler)
+    def __init__(self, log: EffectsWriter, secret: str, host: str, port: int) -> None:
+        super().__init__((host, port), _CrmHandler)
         self.log, self.secret = log, secret
 
 
@@ -63,19 +63,22 @@ class _CrmHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def receivers(log_path: Path) -> Iterator[dict[str, str]]:
-    """Run both servers; yields the service's settings that point its jobs at them."""
-    log, secret = EffectsWriter(log_path), secrets.token_urlsafe(24)
-    smtp_port = free_port()
-    smtp = Controller(_Inbox(log), hostname="127.0.0.1", port=smtp_port)
+def receivers(
+    log_path: Path, host: str = "127.0.0.1", smtp_port: int = 0, crm_port: int = 0, secret: str = ""
+) -> Iterator[dict[str, str]]:
+    """Run both servers (on free ports unless given); yields the service's settings that point
+    its jobs at them."""
+    log, secret = EffectsWriter(log_path), secret or secrets.token_urlsafe(24)
+    smtp_port = smtp_port or free_port()
+    smtp = Controller(_Inbox(log), hostname=host, port=smtp_port)
     smtp.start()
-    crm = _Crm(log, secret)
+    crm = _Crm(log, secret, host, crm_port)
     thread = threading.Thread(target=crm.serve_forever, name="load-crm", daemon=True)
     thread.start()
     try:
         yield {
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "CRM_WEBHOOK_URL": f"http://127.0.0.1:{crm.server_address[1]}/hooks/leads",
+            "SMTP_URL": f"smtp://{host}:{smtp_port}",
+            "CRM_WEBHOOK_URL": f"http://{host}:{crm.server_address[1]}/hooks/leads",
             "CRM_WEBHOOK_SECRET": secret,
         }
     finally:
