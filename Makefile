@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv/.synced
 
-.PHONY: up test mutants fuzz load lint format check clean
+.PHONY: up test mutants fuzz load chaos lint format check clean
 
 $(VENV): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -30,6 +30,10 @@ fuzz: $(VENV)  ## Schemathesis with every check, 300 cases per operation; FUZZ_E
 
 load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; LOAD_ARGS="--scenario restart --duration 60s"
 	$(UV) run --locked python -m load $(LOAD_ARGS)
+
+chaos: $(VENV)  ## several hosts in network namespaces (root), faults at random, the history checked; DURATION=10m SEED=7
+	@.ci/system-packages
+	$(UV) run --locked python -m chaos --duration $${DURATION:-10m} --seed $${SEED:-$$(date +%s)} --out $${OUT:-chaos-results}
 
 lint: $(VENV)  ## ruff, mypy --strict, and the import contracts (layers, no cycles) in pyproject.toml
 	$(UV) run --locked ruff check .

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from load.effects import Effects
 from load.verify import verify
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class History:
     zombie_transitions: list[str] = field(default_factory=list)
     broken_histories: list[str] = field(default_factory=list)
     workflow_disorder: list[str] = field(default_factory=list)
+    sent_after_completion: list[str] = field(default_factory=list)
     failed_unexpectedly: list[str] = field(default_factory=list)
     failed_after_lost_attempts: list[str] = field(default_factory=list)
 
@@ -46,6 +48,7 @@ class History:
             "transition by an attempt that no longer held the task": self.zombie_transitions,
             "history not a chain": self.broken_histories,
             "workflow steps out of order": self.workflow_disorder,
+            "email received after its task completed": self.sent_after_completion,
         }
 
     @property
@@ -67,6 +70,7 @@ async def check(
     try:
         await _check_transitions(connection, since, history)
         await _check_workflows(connection, since, history)
+        await _check_late_sends(connection, since, Effects.read(effects_log), history)
         if keep is not None:
             await _keep(connection, since, keep)
     finally:
@@ -121,6 +125,28 @@ async def _check_transitions(
         if row["to_status"] == "PROCESSING":
             holder = row["worker_id"]
         status = row["to_status"]
+
+
+async def _check_late_sends(
+    connection: asyncpg.Connection[Any], since: dt.datetime, effects: Effects, history: History
+) -> None:
+    """An email may go out twice only when a process died between the server's acceptance and
+    the commit, so both copies precede the task's completion. One received after it was sent by
+    an attempt that had lost its task (the receivers and PostgreSQL share the machine's clock)."""
+    rows = await connection.fetch(
+        """
+        SELECT e.task_id::text, extract(epoch FROM e.at) AS at
+        FROM task_events e JOIN tasks t ON t.id = e.task_id
+        WHERE t.created_at >= $1 AND t.type = 'email_send' AND e.to_status = 'COMPLETED'
+        """,
+        since,
+    )
+    for row in rows:
+        received = effects.last_email_at.get(row["task_id"])
+        if received is not None and received > float(row["at"]):
+            history.sent_after_completion.append(
+                f"task {row['task_id']}: an email came {received - float(row['at']):.3f} s after it completed"
+            )
 
 
 async def _check_workflows(connection: asyncpg.Connection[Any], since: dt.datetime, history: History) -> None:

@@ -31,6 +31,8 @@ class Nemesis:
     def __init__(self, hosts: Hosts, seed: int) -> None:
         self.hosts, self.random = hosts, random.Random(seed)
         self.injected: Counter[str] = Counter()
+        self.log: list[str] = []  # what was done, when (seconds from the start)
+        self.began = 0.0
         self.faults: dict[str, Callable[[], Awaitable[str]]] = {
             "partition a worker from PostgreSQL": self.worker_from_postgres,
             "partition a worker from Redis": self.worker_from_redis,
@@ -48,14 +50,23 @@ class Nemesis:
         """Faults one after another, chosen at random, until `duration_s` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + duration_s
+        self.began = self.began or loop.time()
         while loop.time() < deadline:
             name = self.random.choice(sorted(self.faults))
             await self.inject(name)
             await asyncio.sleep(self.random.uniform(*pause_s))
 
+    async def run_each_once(self, pause_s: float = 1.0) -> None:
+        """Every fault once, in a fixed order: the short run CI makes on every change."""
+        for name in sorted(self.faults):
+            await self.inject(name)
+            await asyncio.sleep(pause_s)
+
     async def inject(self, name: str) -> str:
+        started = asyncio.get_running_loop().time()
         what = await self.faults[name]()
         self.injected[name] += 1
+        self.log.append(f"{started - self.began:7.1f} s  {name}: {what}")
         return what
 
     async def worker_from_postgres(self) -> str:

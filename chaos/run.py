@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +42,9 @@ def _locust(hosts: Hosts, api_host: str, args: argparse.Namespace, out: Path) ->
         "--ledger", str(out / f"ledger-{api_host}.jsonl"), "--summary-json", str(out / f"{name}.json"),
         "--think-time", "0.05:0.3", "--task-timeout", "60", "--exit-code-on-error", "0",
     ]  # fmt: skip
-    return hosts.cluster.start("client", command, out / f"{name}.log")
+    # Some noop tasks sleep, so that a fault finds them running.
+    env = os.environ | {"LOAD_NOOP_SLEEP_S": "3"}
+    return hosts.cluster.start("client", command, out / f"{name}.log", env)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -61,8 +64,13 @@ async def run(args: argparse.Namespace) -> int:
         since = await database_now(hosts.database_url)
         clients = [_locust(hosts, host, args, out) for host in API_HOSTS]
         nemesis = Nemesis(hosts, args.seed)
-        await nemesis.run(args.duration)
+        nemesis.began = asyncio.get_running_loop().time()
+        if args.each_fault_once:
+            await nemesis.run_each_once()
+        else:
+            await nemesis.run(args.duration)
         await nemesis.heal()
+        (out / "nemesis.log").write_text("\n".join(nemesis.log) + "\n")
         await hosts.wait_ready()
         for client in clients:
             await asyncio.to_thread(client.wait, args.duration + 120)
@@ -132,17 +140,27 @@ def render(args: argparse.Namespace, nemesis: Nemesis, history: History, still_o
     return "\n".join(lines)
 
 
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--duration", type=float, default=600.0, help="seconds of faults")
+    parser.add_argument("--duration", type=_seconds, default=600.0, help="of faults: 600, 600s, 10m or 1h")
     parser.add_argument(
         "--seed", type=int, default=1, help="the nemesis's choices; the same seed replays them"
     )
     parser.add_argument("--users", type=int, default=8, help="Locust users per API host")
+    parser.add_argument(
+        "--each-fault-once", action="store_true", help="every fault once, in a fixed order (the CI run)"
+    )
     parser.add_argument("--out", default="chaos-results", help="where the history and the logs go")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):

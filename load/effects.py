@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
@@ -34,7 +35,9 @@ class EffectsWriter:
         self._lock = threading.Lock()
 
     def record(self, kind: str, reference: str) -> None:
-        line = json.dumps({"kind": kind, "task": task_of(reference), "reference": reference[:200]})
+        line = json.dumps(
+            {"kind": kind, "task": task_of(reference), "reference": reference[:200], "at": time.time()}
+        )
         with self._lock:
             self._file.write(line + "\n")
             self._file.flush()
@@ -48,6 +51,7 @@ class EffectsWriter:
 class Effects:
     emails: Counter[str] = field(default_factory=Counter)
     pushes: Counter[str] = field(default_factory=Counter)
+    last_email_at: dict[str, float] = field(default_factory=dict)  # by task, the receiver's clock
 
     @classmethod
     def read(cls, path: Path) -> Effects:
@@ -61,4 +65,6 @@ class Effects:
             event = json.loads(line)
             if event["task"] is not None:
                 counters[event["kind"]][event["task"]] += 1
+                if event["kind"] == "email" and "at" in event:
+                    effects.last_email_at[event["task"]] = event["at"]
         return effects

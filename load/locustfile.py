@@ -59,6 +59,9 @@ for _item in filter(None, os.environ.get("LOAD_WEIGHTS", "").replace(" ", "").sp
     WEIGHTS[_name] = int(_value)
 
 
+# Up to this many seconds of sleep in each noop task (LOAD_NOOP_SLEEP_S; none by default).
+NOOP_SLEEP_S = float(os.environ.get("LOAD_NOOP_SLEEP_S") or 0)
+
 events.init_command_line_parser.add_listener(add_options)
 
 
@@ -187,7 +190,10 @@ class Integrator(FastHttpUser):
     @task(WEIGHTS["noop"])
     def noop(self) -> None:
         echo = {"n": random.randrange(10**9)}
-        result = self._run_task("noop", {"echo": echo}, None)
+        payload: dict[str, Any] = {"echo": echo}
+        if NOOP_SLEEP_S:  # tasks that are still running when a fault strikes
+            payload["sleep_s"] = round(random.uniform(0, NOOP_SLEEP_S), 2)
+        result = self._run_task("noop", payload, None)
         if result is not None and result["result"]["echo"] != echo:
             self._task_event("noop", 0, f"mismatch: task {result['id']} echoed {result['result']}")
 

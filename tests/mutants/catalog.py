@@ -16,6 +16,7 @@ VERIFY = "load/verify.py"
 REPORT = "load/report.py"
 LOAD_VERIFY_TESTS = ("tests/integration/test_load_verify.py",)
 LOAD_REPORT_TESTS = ("tests/integration/test_load_report.py",)
+CHAOS_TESTS = ("tests/e2e/test_chaos.py",)
 
 
 @dataclass(frozen=True)
@@ -453,5 +454,30 @@ MUTANTS = [
         "context = {SHOW_TRACEBACKS: True}",
         ("tests/integration/test_task_history_redaction.py",),
         quick=True,
+    ),
+    # The chaos run's checker, against the builds issue 13 names: each must be reported as an
+    # anomaly of its kind by the short run CI makes.
+    Mutant(
+        "a zombie's completion lands (the chaos run)",
+        TRANSITIONS,
+        "WHERE t.id = d.id AND t.status = 'PROCESSING' AND t.attempts = d.attempt",
+        "WHERE t.id = d.id AND t.status = 'PROCESSING'",
+        CHAOS_TESTS,
+    ),
+    Mutant(
+        "the reconciler switched off (the chaos run)",
+        "src/orchestrator/runner/worker.py",
+        "        background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))",
+        "        pass",
+        CHAOS_TESTS,
+    ),
+    Mutant(
+        "an email sent before its delivery is claimed (the chaos run)",
+        "jobs/email_send.py",
+        '        if not await ctx.once(session, "send", hold_s=ctx.timeout_s + SEND_DEADLINE_S + 30):',
+        "        if ctx.settings.smtp_url is not None:\n"
+        "            await send_smtp(message, ctx.settings.smtp_url.get_secret_value())\n"
+        '        if not await ctx.once(session, "send", hold_s=ctx.timeout_s + SEND_DEADLINE_S + 30):',
+        CHAOS_TESTS,
     ),
 ]
