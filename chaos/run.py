@@ -42,8 +42,9 @@ def _locust(hosts: Hosts, api_host: str, args: argparse.Namespace, out: Path) ->
         "--ledger", str(out / f"ledger-{api_host}.jsonl"), "--summary-json", str(out / f"{name}.json"),
         "--think-time", "0.05:0.3", "--task-timeout", "60", "--exit-code-on-error", "0",
     ]  # fmt: skip
-    # Some noop tasks sleep, so that a fault finds them running.
-    env = os.environ | {"LOAD_NOOP_SLEEP_S": "3"}
+    # Many noop tasks, each sleeping up to 4 s, so that a paused or cut-off worker holds some
+    # that its successor is still running when it comes back: a zombie's chance to write.
+    env = os.environ | {"LOAD_NOOP_SLEEP_S": "4", "LOAD_WEIGHTS": "noop=6"}
     return hosts.cluster.start("client", command, out / f"{name}.log", env)
 
 
