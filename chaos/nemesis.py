@@ -6,6 +6,8 @@ Chosen at random from a seeded generator, so a run can be replayed with its seed
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import random
 import signal
 from collections import Counter
@@ -88,13 +90,32 @@ class Nemesis:
         return f"{host} cut from {', '.join(peers)} for {PAST_THE_LEASE_S:g} s"
 
     async def pause_worker(self) -> str:
-        host = self.random.choice(WORKER_HOSTS)
+        host = await self._busiest_worker() or self.random.choice(WORKER_HOSTS)
         self.hosts.signal(host, signal.SIGSTOP)
         try:
             await asyncio.sleep(PAST_THE_LEASE_S)
         finally:
             self.hosts.signal(host, signal.SIGCONT)
         return f"{host} paused for {PAST_THE_LEASE_S:g} s"
+
+    async def _busiest_worker(self) -> str | None:
+        """The worker host running the most tasks now: pausing it makes the most zombies."""
+        connection = await asyncpg.connect(self.hosts.database_url)
+        try:
+            rows = await connection.fetch(
+                "SELECT worker_id, count(*) AS running FROM tasks WHERE status = 'PROCESSING'"
+                " GROUP BY worker_id ORDER BY running DESC"
+            )
+        finally:
+            await connection.close()
+        groups = {self.hosts.services[host].pid: host for host in WORKER_HOSTS}
+        for row in rows:
+            with contextlib.suppress(ValueError, ProcessLookupError):
+                if (
+                    host := groups.get(os.getpgid(int(str(row["worker_id"]).rpartition(":")[2])))
+                ) is not None:
+                    return host
+        return None
 
     async def skew_clock(self) -> str:
         host = self.random.choice((*WORKER_HOSTS, *API_HOSTS))
