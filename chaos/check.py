@@ -13,6 +13,7 @@ import asyncpg
 
 from load.effects import Effects
 from load.verify import verify
+from orchestrator.tasks.workflows import Step, UnresolvedReference, fill
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -149,15 +150,32 @@ async def _check_late_sends(
             )
 
 
+def _misread_step(payload: dict[str, Any], lead_id: str | None, children: list[dict[str, Any]]) -> str | None:
+    """The first inline step whose payload is not its template filled in with the results of
+    the steps before it (what `${steps.N...}` had to see)."""
+    for number, (template, child) in enumerate(
+        zip(payload.get("steps") or [], children, strict=False), start=1
+    ):
+        try:
+            expected = fill(
+                Step.model_validate(template), lead_id, [c["result"] for c in children[: number - 1]]
+            )
+        except UnresolvedReference as exc:
+            return f"step {number} could not have run: {exc}"
+        if template.get("type") == "noop" and expected != child["payload"]:
+            return f"step {number} ran with {child['payload']}, its references give {expected}"
+    return None
+
+
 async def _check_workflows(connection: asyncpg.Connection[Any], since: dt.datetime, history: History) -> None:
     """A completed workflow has one child per step, numbered 1..n, each created after the one
     before it finished, and the result lists them in that order."""
     workflows = await connection.fetch(
         """
-        SELECT w.id::text, w.result,
+        SELECT w.id::text, w.result, w.payload, w.lead_id::text,
                coalesce(json_agg(json_build_object(
-                   'id', c.id::text, 'step', c.step, 'status', c.status,
-                   'created', c.created_at, 'finished', c.finished_at) ORDER BY c.step)
+                   'id', c.id::text, 'step', c.step, 'status', c.status, 'payload', c.payload,
+                   'result', c.result, 'created', c.created_at, 'finished', c.finished_at) ORDER BY c.step)
                  FILTER (WHERE c.id IS NOT NULL), '[]') AS children
         FROM tasks w LEFT JOIN tasks c ON c.parent_id = w.id
         WHERE w.type = 'workflow_execute' AND w.status = 'COMPLETED' AND w.created_at >= $1
@@ -176,6 +194,10 @@ async def _check_workflows(connection: asyncpg.Connection[Any], since: dt.dateti
             history.workflow_disorder.append(f"{name}: its result lists {listed}, its children are others")
         elif any(child["status"] != "COMPLETED" for child in children):
             history.workflow_disorder.append(f"{name} COMPLETED with a step that did not")
+        elif (
+            wrong := _misread_step(json.loads(workflow["payload"]), workflow["lead_id"], children)
+        ) is not None:
+            history.workflow_disorder.append(f"{name}: {wrong}")
         else:
             for before, after in itertools.pairwise(children):
                 if before["finished"] is None or after["created"] < before["finished"]:

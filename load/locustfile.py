@@ -51,6 +51,7 @@ WEIGHTS = {
     "lead_process": 1,
     "email_send": 1,
     "workflow": 1,
+    "inline_workflow": 1,
 }
 for _item in filter(None, os.environ.get("LOAD_WEIGHTS", "").replace(" ", "").split(",")):
     _name, _, _value = _item.partition("=")
@@ -236,6 +237,23 @@ class Integrator(FastHttpUser):
         done = self._run_task("workflow_execute", {"workflow": "new_lead_followup"}, lead["id"])
         if done is not None and [child["status"] for child in done["children"]] != ["COMPLETED"] * 3:
             self._task_event("workflow_execute", 0, f"task {done['id']}: steps {done['children']}")
+
+    @tag("tasks", "workflow")
+    @task(WEIGHTS["inline_workflow"])
+    def inline_workflow(self) -> None:
+        """Steps that read earlier steps' results: the last must see exactly what they returned."""
+        n = random.randrange(10**9)
+        steps = [
+            {"type": "noop", "payload": {"echo": {"n": n}}},
+            {"type": "noop", "payload": {"echo": {"previous": "${steps.1.echo.n}"}}},
+            {
+                "type": "noop",
+                "payload": {"echo": {"first": "${steps.1.echo}", "second": "${steps.2.echo.previous}"}},
+            },
+        ]
+        done = self._run_task("workflow_execute", {"steps": steps}, None)
+        if done is not None and done["children"][-1]["result"]["echo"] != {"first": {"n": n}, "second": n}:
+            self._task_event("workflow_execute", 0, f"task {done['id']}: steps saw {done['children']}")
 
     # -- leads ----------------------------------------------------------------------------------
 
