@@ -13,7 +13,7 @@ import asyncpg
 
 from load.effects import Effects
 from load.verify import verify
-from orchestrator.tasks.workflows import Step, UnresolvedReference, fill
+from orchestrator.tasks.workflows import NAMED, Step, UnresolvedReference, fill
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -35,6 +35,9 @@ class History:
     sent_after_completion: list[str] = field(default_factory=list)
     failed_unexpectedly: list[str] = field(default_factory=list)
     failed_after_lost_attempts: list[str] = field(default_factory=list)
+    # What the integrators saw (a read that did not match a write, a check that raised, Locust
+    # broken) and a run with nothing acknowledged: see `client_anomalies`.
+    client: dict[str, list[str]] = field(default_factory=dict)
 
     def anomalies(self) -> dict[str, list[str]]:
         verdict = self.verdict
@@ -50,6 +53,7 @@ class History:
             "history not a chain": self.broken_histories,
             "workflow steps out of order": self.workflow_disorder,
             "email received after its task completed": self.sent_after_completion,
+            **self.client,
         }
 
     @property
@@ -57,11 +61,40 @@ class History:
         return not any(self.anomalies().values())
 
 
+def client_anomalies(
+    summaries: dict[str, dict[str, Any]], exit_codes: dict[str, int]
+) -> dict[str, list[str]]:
+    """The Locust processes' own findings, by kind: each must be empty."""
+    found: dict[str, list[str]] = {
+        "a read did not match what was written (seen by a client)": [],
+        "a client's check raised": [],
+        "a client broke (Locust)": [],
+    }
+    for name, code in exit_codes.items():
+        if code != 0:
+            found["a client broke (Locust)"].append(f"{name} exited {code}")
+    for name, summary in summaries.items():
+        if mismatches := summary["failures_by_kind"].get("mismatch", 0):
+            errors = [row["error"] for row in summary["errors"] if "mismatch" in row["error"]]
+            found["a read did not match what was written (seen by a client)"].append(
+                f"{name}: {mismatches}, e.g. {errors[:1]}"
+            )
+        for row in summary["exceptions"]:
+            found["a client's check raised"].append(f"{name}: {row['count']} x {row['error'][:200]}")
+        if summary["unhandled_greenlet_exception"]:
+            found["a client broke (Locust)"].append(f"{name}: a greenlet crashed")
+    missing = [name for name in exit_codes if name not in summaries]
+    found["a client broke (Locust)"] += [f"{name} wrote no summary" for name in missing]
+    return found
+
+
 async def check(
     url: str, ledger: Ledger, since: dt.datetime, effects_log: Path, keep: Path | None = None
 ) -> History:
     """`keep`: a folder to write the run's tasks and events to."""
     history = History(await verify(url, ledger, since, effects_log))
+    if not ledger.acknowledged_writes or not ledger.tasks:
+        history.client["the run acknowledged nothing to check"] = ["an empty ledger proves nothing"]
     for failure in history.verdict.failed_tasks:
         if LOST_ATTEMPT in failure:
             history.failed_after_lost_attempts.append(failure)
@@ -72,6 +105,7 @@ async def check(
         await _check_transitions(connection, since, history)
         await _check_workflows(connection, since, history)
         await _check_late_sends(connection, since, Effects.read(effects_log), history)
+        await _check_noop_attempts(connection, since, history)
         if keep is not None:
             await _keep(connection, since, keep)
     finally:
@@ -126,6 +160,26 @@ async def _check_transitions(
         if row["to_status"] == "PROCESSING":
             holder = row["worker_id"]
         status = row["to_status"]
+
+
+async def _check_noop_attempts(
+    connection: asyncpg.Connection[Any], since: dt.datetime, history: History
+) -> None:
+    """A noop task returns the attempt that ran it: a COMPLETED one whose result names another
+    attempt than the task's last was completed by a zombie, even one on its successor's worker
+    (whose worker id the transition check cannot tell apart)."""
+    rows = await connection.fetch(
+        """
+        SELECT id::text, attempts, (result ->> 'attempt')::int AS ran FROM tasks
+        WHERE created_at >= $1 AND type = 'noop' AND status = 'COMPLETED'
+          AND (result ->> 'attempt')::int IS DISTINCT FROM attempts
+        """,
+        since,
+    )
+    for row in rows:
+        history.zombie_transitions.append(
+            f"task {row['id']}: completed by attempt {row['ran']}, its last attempt is {row['attempts']}"
+        )
 
 
 async def _check_late_sends(
@@ -188,15 +242,17 @@ async def _check_workflows(connection: asyncpg.Connection[Any], since: dt.dateti
         result = json.loads(workflow["result"]) if workflow["result"] else {}
         listed = [step["task_id"] for step in result.get("steps", [])]
         name = f"workflow {workflow['id']}"
-        if [child["step"] for child in children] != list(range(1, len(children) + 1)):
+        payload = json.loads(workflow["payload"])
+        steps = payload.get("steps") or NAMED.get(payload.get("workflow", ""), [])
+        if len(children) != len(steps):
+            history.workflow_disorder.append(f"{name}: {len(children)} children for {len(steps)} steps")
+        elif [child["step"] for child in children] != list(range(1, len(children) + 1)):
             history.workflow_disorder.append(f"{name}: steps {[c['step'] for c in children]}")
         elif listed != [child["id"] for child in children]:
             history.workflow_disorder.append(f"{name}: its result lists {listed}, its children are others")
         elif any(child["status"] != "COMPLETED" for child in children):
             history.workflow_disorder.append(f"{name} COMPLETED with a step that did not")
-        elif (
-            wrong := _misread_step(json.loads(workflow["payload"]), workflow["lead_id"], children)
-        ) is not None:
+        elif (wrong := _misread_step(payload, workflow["lead_id"], children)) is not None:
             history.workflow_disorder.append(f"{name}: {wrong}")
         else:
             for before, after in itertools.pairwise(children):

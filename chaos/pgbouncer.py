@@ -67,6 +67,10 @@ class PgBouncer:
             "auth_type = trust\n"
             f"auth_file = {users}\n"
             "pool_mode = transaction\n"
+            # A client's prepared statements may be closed in another transaction, on another
+            # server connection: clean every server connection when a transaction gives it back.
+            "server_reset_query = DEALLOCATE ALL\n"
+            "server_reset_query_always = 1\n"
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 1000\n"
             # A server connection that PostgreSQL dropped is found at its next use.

@@ -10,11 +10,12 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chaos.check import check
+from chaos.check import check, client_anomalies
 from chaos.cluster import Cluster, can_run
 from chaos.hosts import API_HOSTS, LEASE_S, TIMINGS, WORKER_HOSTS, Hosts
 from chaos.nemesis import Nemesis
@@ -54,6 +55,10 @@ async def run(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (a timeout, CI giving up) ends the run like Ctrl-C: everything it started goes.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     hosts = Hosts(Cluster(), out)
     try:
         hosts.cluster.up()
@@ -73,11 +78,19 @@ async def run(args: argparse.Namespace) -> int:
         await nemesis.heal()
         (out / "nemesis.log").write_text("\n".join(nemesis.log) + "\n")
         await hosts.wait_ready()
-        for client in clients:
-            await asyncio.to_thread(client.wait, args.duration + 120)
+        exit_codes = {
+            f"locust-{host}": await asyncio.to_thread(client.wait, args.duration + 120)
+            for host, client in zip(API_HOSTS, clients, strict=True)
+        }
         await asyncio.sleep(SETTLE_S)
         still_open = await wait_drained(hosts.database_url, since, DRAIN_TIMEOUT_S)
         history = await check(hosts.database_url, _ledger(out), since, out / "effects.jsonl", keep=out)
+        summaries = {
+            name: json.loads((out / f"{name}.json").read_text())
+            for name in exit_codes
+            if (out / f"{name}.json").exists()
+        }
+        history.client.update(client_anomalies(summaries, exit_codes))
     finally:
         hosts.stop()
     print(render(args, nemesis, history, still_open))

@@ -30,7 +30,12 @@ async def test_every_fault_once_leaves_no_anomaly(tmp_path):
         "--users", "5", "--out", str(out),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    output, _ = await asyncio.wait_for(run.communicate(), timeout=850)
+    try:
+        output, _ = await asyncio.wait_for(run.communicate(), timeout=850)
+    except TimeoutError:
+        run.terminate()  # the run removes its hosts on SIGTERM
+        await asyncio.wait_for(run.wait(), timeout=60)
+        raise
     text = output.decode()
     assert run.returncode == 0, text[-8000:]
     history = json.loads((out / "history.json").read_text())
@@ -38,3 +43,4 @@ async def test_every_fault_once_leaves_no_anomaly(tmp_path):
     assert len(history["faults"]) == 10, history["faults"]  # every kind of fault was injected
     assert history["acknowledged_writes"] > 50
     assert history["tasks_accepted"] > 20
+    assert history["failed_after_lost_attempts"] == [], history["failed_after_lost_attempts"]

@@ -8,6 +8,7 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -89,6 +90,16 @@ async def test_api_and_workers_run_every_job_type_through_the_pooler(
             # run on another fails, and its task is tried again.
             if task["type"] != "workflow_execute":  # a workflow is claimed again after each step
                 assert task["attempts"] == 1, task["history"]
+    # Statements closed in another transaction than their own pile up on a server connection
+    # unless the pooler cleans it (server_reset_query = DEALLOCATE ALL, which the README asks for).
+    connection = await asyncpg.connect(bouncer.url(str(settings.database_url)), statement_cache_size=0)
+    try:
+        for _ in range(6):  # both server connections, whichever the pooler hands out
+            async with connection.transaction():
+                left = await connection.fetchval("SELECT count(*) FROM pg_prepared_statements")
+            assert left < 5, f"{left} prepared statements left on a server connection"
+    finally:
+        await connection.close()
     log = (tmp_path / "worker.log").read_text()
     assert "does not exist" not in log, log[-3000:]
     worker.assert_running()
