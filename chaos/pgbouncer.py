@@ -38,7 +38,10 @@ class PgBouncer:
         prefix: tuple[str, ...] = (),
     ) -> None:
         server = make_url(database_url)
-        self.server_host, self.server_port = server.host or "127.0.0.1", server.port or 5432
+        # A Unix socket's directory (`?host=/dir`, as the embedded server gives) or a host.
+        socket_dir = server.query.get("host")
+        self.server_host = str(socket_dir) if socket_dir else server.host or "127.0.0.1"
+        self.server_port = server.port or 5432
         self.user, self.password = server.username or "postgres", server.password or ""
         self.host, self.port, self.pool_size = host, port, pool_size
         self.prefix = prefix
@@ -49,9 +52,8 @@ class PgBouncer:
 
     def url(self, database_url: str) -> str:
         """`database_url` with this PgBouncer as its server."""
-        return (
-            make_url(database_url).set(host=self.host, port=self.port).render_as_string(hide_password=False)
-        )
+        url = make_url(database_url).difference_update_query(["host"])
+        return url.set(host=self.host, port=self.port).render_as_string(hide_password=False)
 
     def write_config(self) -> Path:
         users = self.directory / "users.txt"
