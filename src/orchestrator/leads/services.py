@@ -15,6 +15,7 @@ from orchestrator.json_bounds import check_bounds
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
+from orchestrator.tasks.models import LEAD_KEY
 
 if TYPE_CHECKING:
     import uuid
@@ -55,13 +56,20 @@ class SyncedWrites:
         return await self._synced(await patch_lead(self.session, lead_id, data, if_match))
 
     async def _synced(self, lead: Lead) -> Lead:
-        task = await transitions.record(
-            self.session,
-            type=CRM_SYNC_JOB,
-            payload={"lead_id": str(lead.id)},
-            max_attempts=self.registry[CRM_SYNC_JOB].retry.max_attempts,
-            lead_id=lead.id,
-        )
+        try:
+            task = await transitions.record(
+                self.session,
+                type=CRM_SYNC_JOB,
+                payload={"lead_id": str(lead.id)},
+                max_attempts=self.registry[CRM_SYNC_JOB].retry.max_attempts,
+                lead_id=lead.id,
+            )
+        except IntegrityError as exc:
+            # A write that changed nothing holds no lock: a delete may commit between its read
+            # and this insert. The lead is gone, as a read now would say.
+            if LEAD_KEY in str(exc.orig):
+                raise NotFound(f"Lead {lead.id} does not exist") from None
+            raise
         self.deliveries.add(task)
         return lead
 

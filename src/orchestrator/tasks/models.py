@@ -29,6 +29,10 @@ def status_type(name: str) -> Enum:
     return string_enum(TaskStatus, name, length=16)
 
 
+# The foreign key from a task to its lead: a write that names a lead deleted meanwhile breaks it.
+LEAD_KEY = "fk_tasks_lead_id_leads"
+
+
 class Task(Timestamped, Base):
     __tablename__ = "tasks"
 

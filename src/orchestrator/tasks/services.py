@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
-from orchestrator.tasks.models import Task
+from orchestrator.tasks.models import LEAD_KEY, Task
 from orchestrator.tasks.schemas import BATCH_MAX
 
 if TYPE_CHECKING:
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
     from orchestrator.queue import Deliveries
     from orchestrator.tasks.schemas import TaskCreate
     from orchestrator.tasks.status import TaskStatus
-
-
-LEAD_KEY = "fk_tasks_lead_id_leads"
 
 
 @dataclass(frozen=True)
