@@ -45,6 +45,12 @@ def faketime_library() -> str | None:
     return found[0] if found else None
 
 
+def clock_skew_env(library: str, seconds: float) -> dict[str, str]:
+    """The environment that runs a process with its clock `seconds` off, as on a host whose
+    clock is wrong (libfaketime; the offset holds for the process's children too)."""
+    return {"LD_PRELOAD": library, "FAKETIME": f"{seconds:+g}", "FAKETIME_DONT_RESET": "1"}
+
+
 @dataclass
 class Hosts:
     cluster: Cluster
@@ -103,7 +109,7 @@ class Hosts:
         }
         skew = self.skew_s.get(host, 0.0)
         if skew and (library := faketime_library()):
-            env |= {"LD_PRELOAD": library, "FAKETIME": f"{skew:+g}", "FAKETIME_DONT_RESET": "1"}
+            env |= clock_skew_env(library, skew)
         return env
 
     async def prepare_database(self) -> None:

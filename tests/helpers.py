@@ -6,7 +6,6 @@ Fixtures live in the conftest.py files and use these; test modules import them f
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
 import os
 import time
@@ -21,6 +20,7 @@ from saq.job import Status
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from chaos.hosts import clock_skew_env, faketime_library
 from load.service import Service
 from orchestrator.app import create_app
 from orchestrator.db import in_transaction
@@ -78,12 +78,12 @@ def one_worker(settings: Settings, log: Path, **extra_env: str) -> Service:
 def clock_off_by(seconds: float) -> dict[str, str]:
     """The environment that runs a child process with its clock `seconds` off (libfaketime), as
     on a host whose clock is wrong. Skips the test when libfaketime is missing, but under CI."""
-    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
-    if not found:
+    library = faketime_library()
+    if library is None:
         if os.environ.get("CI"):
             pytest.fail("libfaketime is missing: .ci/system-packages installs it")
         pytest.skip("libfaketime is missing (Debian package faketime)")
-    return {"LD_PRELOAD": found[0], "FAKETIME": f"{seconds:+g}", "FAKETIME_DONT_RESET": "1"}
+    return clock_skew_env(library, seconds)
 
 
 def bearer(key: str) -> dict[str, str]:
