@@ -7,11 +7,7 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from advanced_alchemy.extensions.litestar import (
-    AsyncSessionConfig,
-    SQLAlchemyAsyncConfig,
-    SQLAlchemyPlugin,
-)
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State  # noqa: TC002  (Litestar reads it at runtime)
@@ -23,7 +19,7 @@ from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from orchestrator.auth.live_keys import LiveKeys
 from orchestrator.auth.middleware import ApiKeyMiddleware, authorize
@@ -57,11 +53,13 @@ if TYPE_CHECKING:
 def create_app(settings: Settings | None = None) -> Litestar:
     """One app per process: Granian calls this in every worker, so engines and clients are per worker."""
     settings = settings or get_settings()
+    engine = prepare(create_async_engine(settings.sqlalchemy_url, **engine_options(settings)), settings)
     alchemy = SQLAlchemyAsyncConfig(
-        engine_instance=prepare(
-            create_async_engine(settings.sqlalchemy_url, **engine_options(settings)), settings
-        ),
-        session_config=AsyncSessionConfig(expire_on_commit=False),
+        engine_instance=engine,
+        # A plain session maker: advanced-alchemy's own adds listeners to every session, one of
+        # which stamps updated_at with this host's clock (the database's clock decides here),
+        # another of which builds an engine per commit.
+        session_maker=async_sessionmaker(engine, expire_on_commit=False),
         # The request owns the transaction: handlers get `db_session`, committed by
         # `committed_session` before the answer; the hook rolls back every error answer.
         session_dependency_key="request_session",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import signal
+import uuid
 
 import httpx
 
@@ -75,3 +76,23 @@ async def test_a_scheduled_task_delivered_early_by_a_worker_ahead_waits_and_runs
         assert dt.timedelta(0) <= late < dt.timedelta(seconds=5), f"started {late} after it was due"
     finally:
         hasty.kill_leftovers()
+
+
+async def test_a_lead_written_by_an_api_whose_clock_is_ahead_is_timestamped_by_the_database(
+    start_api, api_key, settings
+):
+    """created_at and updated_at come from PostgreSQL's clock, on every write: an API host an
+    hour ahead must not date a PUT an hour into the future (nor order it after later writes)."""
+    api = await start_api(workers=1, **clock_off_by(+3600))
+    async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(api_key), timeout=30) as client:
+        created = await client.post("/leads", json={"email": f"clock-{uuid.uuid4().hex}@example.com"})
+        assert created.status_code == 201, created.text
+        lead = created.json()
+        for write in (client.put, client.patch):
+            answer = await write(f"/leads/{lead['id']}", json={"email": lead["email"], "company": "Clocks"})
+            assert answer.status_code == 200, answer.text
+            written = answer.json()
+            now = dt.datetime.now(dt.UTC)
+            for stamp in ("created_at", "updated_at"):
+                off = abs(dt.datetime.fromisoformat(written[stamp]) - now)
+                assert off < dt.timedelta(minutes=5), f"{write.__name__}: {stamp} is {off} off"
