@@ -5,7 +5,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv/.synced
 
-.PHONY: up test mutants fuzz load chaos lint format check clean
+.PHONY: up test mutants fuzz load chaos bench lint format check clean
 
 $(VENV): pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv \
@@ -34,6 +34,11 @@ load: $(VENV)  ## Locust against a service of its own, then PostgreSQL checked; 
 chaos: $(VENV)  ## several hosts in network namespaces (root), faults at random, the history checked; DURATION=10m SEED=7
 	@.ci/system-packages
 	$(UV) run --locked python -m chaos --duration $${DURATION:-10m} --seed $${SEED:-$$(date +%s)} --out $${OUT:-chaos-results}
+
+bench: $(VENV)  ## the API against an equal-work raw handler (wrk), then jobs end to end against raw SAQ, each ratio in one run
+	@.ci/system-packages
+	$(UV) run --locked python -m load.bench_api $(BENCH_API_ARGS)
+	$(UV) run --locked python load/bench_runner.py $(BENCH_RUNNER_ARGS)
 
 lint: $(VENV)  ## ruff, mypy --strict, and the import contracts (layers, no cycles) in pyproject.toml
 	$(UV) run --locked ruff check .

@@ -14,8 +14,8 @@ from sqlalchemy.engine import URL, make_url
 from orchestrator.rates import parse_limit
 
 # PostgreSQL's default max_connections is 100: keep api workers x (pool + overflow) well under it.
-DEFAULT_POOL_SIZE = 5
-DEFAULT_MAX_OVERFLOW = 5
+DEFAULT_POOL_SIZE = 10
+DEFAULT_MAX_OVERFLOW = 0
 
 
 class Settings(BaseSettings):

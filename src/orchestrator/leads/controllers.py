@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
@@ -25,6 +25,10 @@ from orchestrator.tasks.schemas import TaskPage, TaskRead
 from orchestrator.web.params import Cursor, Limit
 from orchestrator.web.problems import problems
 from orchestrator.web.replay import IdempotencyKeyHeader, idempotent
+from orchestrator.web.transactions import ONE_STATEMENT_OPT
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
 
 IfMatch = Annotated[
     str | None,
@@ -38,7 +42,7 @@ IfMatch = Annotated[
 ]
 
 
-def _lead_response(lead: Lead, status_code: int = HTTP_200_OK) -> Response[LeadRead]:
+def _lead_response(lead: Lead | Row[Any], status_code: int = HTTP_200_OK) -> Response[LeadRead]:
     headers = {"ETag": etag(lead.version)}
     if status_code == HTTP_201_CREATED:
         headers["Location"] = f"/leads/{lead.id}"
@@ -58,7 +62,12 @@ class LeadController(Controller):
     tags = ["leads"]
     dependencies = {"writes": Provide(_synced_writes, sync_to_thread=False)}
 
-    @post("/", status_code=HTTP_201_CREATED, responses=problems(400, 409, 413, 415, 422))
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        responses=problems(400, 409, 413, 415, 422),
+        opt=ONE_STATEMENT_OPT,
+    )
     async def create_lead(
         self,
         request: Request[Any, Any, Any],
@@ -88,13 +97,13 @@ class LeadController(Controller):
         leads, next_cursor = await services.list_leads(db_session, filters, cursor, limit)
         return LeadPage(items=[LeadRead.model_validate(lead) for lead in leads], next_cursor=next_cursor)
 
-    @get("/{lead_id:uuid}", responses=problems(404))
+    @get("/{lead_id:uuid}", responses=problems(404), opt=ONE_STATEMENT_OPT)
     async def get_lead(
         self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID]
     ) -> Response[LeadRead]:
         return _lead_response(await services.get_lead(db_session, lead_id))
 
-    @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 415, 422))
+    @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 415, 422), opt=ONE_STATEMENT_OPT)
     async def replace_lead(
         self,
         writes: NamedDependency[services.SyncedWrites],

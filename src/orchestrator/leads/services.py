@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ARRAY, Integer, bindparam, func, select
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
+from uuid_utils.compat import uuid7
 
 from orchestrator.errors import Conflict, NotFound, PreconditionFailed, RefusedChange, Unprocessable
-from orchestrator.etags import if_match_allows
+from orchestrator.etags import if_match_allows, if_match_versions
 from orchestrator.json_bounds import check_bounds
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
@@ -20,6 +22,7 @@ from orchestrator.tasks.models import LEAD_KEY
 if TYPE_CHECKING:
     import uuid
 
+    from sqlalchemy.engine import Row
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from orchestrator.job import Registry
@@ -27,6 +30,23 @@ if TYPE_CHECKING:
     from orchestrator.queue import Deliveries
 
 CRM_SYNC_JOB = "crm_update"
+WRITABLE = ("first_name", "last_name", "email", "phone", "company", "source", "status", "score", "attributes")
+
+# A create and a PUT are each one statement: the lead, its crm_update task, the task's event.
+_TYPED = (bindparam("attributes", type_=JSONB), bindparam("score", type_=Integer))
+_CREATE = transitions.recorded_with(
+    f"""INSERT INTO leads (id, version, {", ".join(WRITABLE)})
+        VALUES (:id, 1, {", ".join(f":{name}" for name in WRITABLE)})""",  # noqa: S608  (constants)
+    lead_column="id",
+).bindparams(*_TYPED)
+# The version bump is SQLAlchemy's version_id_col's, by hand; :any_version is an If-Match of *
+# (or none), else the version must be one of :versions.
+_REPLACE = transitions.recorded_with(
+    f"""UPDATE leads SET {", ".join(f"{name} = :{name}" for name in WRITABLE)},
+            version = version + 1, updated_at = now()
+        WHERE id = :id AND (:any_version OR version = ANY(:versions))""",  # noqa: S608  (constants)
+    lead_column="id",
+).bindparams(*_TYPED, bindparam("versions", type_=ARRAY(Integer)))
 
 
 @dataclass(frozen=True)
@@ -46,11 +66,32 @@ class SyncedWrites:
     def __init__(self, session: AsyncSession, registry: Registry, deliveries: Deliveries) -> None:
         self.session, self.registry, self.deliveries = session, registry, deliveries
 
-    async def create(self, data: LeadWrite) -> Lead:
-        return await self._synced(await create_lead(self.session, data))
+    async def create(self, data: LeadWrite) -> Row[Any]:
+        row = await self._written(_CREATE, {"id": uuid7(), **data.model_dump()})
+        assert row is not None  # an INSERT that did not raise wrote its row  # noqa: S101
+        return row
 
-    async def replace(self, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None) -> Lead:
-        return await self._synced(await replace_lead(self.session, lead_id, data, if_match))
+    async def replace(self, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None) -> Row[Any]:
+        versions = if_match_versions(if_match)
+        params = {"id": lead_id, "any_version": versions is None, "versions": versions or []}
+        params |= data.model_dump()
+        if (row := await self._written(_REPLACE, params)) is None:
+            await _get_for_write(self.session, lead_id, if_match)  # 404 or 412, as it now stands
+            raise PreconditionFailed(f"If-Match does not match the current version of lead {lead_id}")
+        return row
+
+    async def _written(self, statement: Any, params: dict[str, Any]) -> Row[Any] | None:
+        job_type = self.registry[CRM_SYNC_JOB]
+        params |= {"task_id": uuid7(), "task_type": CRM_SYNC_JOB}
+        params["task_max_attempts"] = job_type.retry.max_attempts
+        try:
+            row = (await self.session.execute(statement, params)).one_or_none()
+        except IntegrityError as exc:
+            _refuse_conflict(exc)
+            raise
+        if row is not None:
+            self.deliveries.add_due(row.task_id, row.task_attempts)
+        return row
 
     async def patch(self, lead_id: uuid.UUID, data: LeadPatch, if_match: str | None) -> Lead:
         return await self._synced(await patch_lead(self.session, lead_id, data, if_match))
@@ -74,13 +115,6 @@ class SyncedWrites:
         return lead
 
 
-async def create_lead(session: AsyncSession, data: LeadWrite) -> Lead:
-    lead = Lead(**data.model_dump())
-    session.add(lead)
-    await _flush(session)
-    return lead
-
-
 async def get_lead(session: AsyncSession, lead_id: uuid.UUID) -> Lead:
     lead = await session.get(Lead, lead_id)
     if lead is None:
@@ -100,16 +134,6 @@ async def list_leads(
     if filters.status is not None:
         query = query.where(Lead.status == filters.status)
     return await page(session, query, Lead.id, cursor, limit)
-
-
-async def replace_lead(
-    session: AsyncSession, lead_id: uuid.UUID, data: LeadWrite, if_match: str | None
-) -> Lead:
-    lead = await _get_for_write(session, lead_id, if_match)
-    for name, value in data.model_dump().items():
-        setattr(lead, name, value)
-    await _flush(session)
-    return lead
 
 
 async def patch_lead(
@@ -166,6 +190,10 @@ async def _flush(session: AsyncSession) -> None:
     try:
         await session.flush()
     except IntegrityError as exc:
-        if "uq_leads_email_lower" in str(exc.orig):
-            raise Conflict("A lead with this email already exists", field="email") from None
+        _refuse_conflict(exc)
         raise
+
+
+def _refuse_conflict(exc: IntegrityError) -> None:
+    if "uq_leads_email_lower" in str(exc.orig):
+        raise Conflict("A lead with this email already exists", field="email") from None

@@ -32,6 +32,7 @@ from orchestrator.tasks.status import TaskStatus
 from orchestrator.web.params import Cursor, Limit
 from orchestrator.web.problems import problems
 from orchestrator.web.replay import IdempotencyKeyHeader, idempotent
+from orchestrator.web.transactions import ONE_STATEMENT_OPT
 
 if TYPE_CHECKING:
     from orchestrator.tasks.models import Task
@@ -46,7 +47,12 @@ class TaskController(Controller):
     path = "/tasks"
     tags = ["tasks"]
 
-    @post("/", status_code=HTTP_202_ACCEPTED, responses=problems(400, 404, 409, 413, 415, 422))
+    @post(
+        "/",
+        status_code=HTTP_202_ACCEPTED,
+        responses=problems(400, 404, 409, 413, 415, 422),
+        opt=ONE_STATEMENT_OPT,
+    )
     async def submit_task(
         self,
         request: Request[Any, Any, Any],

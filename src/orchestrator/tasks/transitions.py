@@ -119,6 +119,30 @@ RECORD = select(Task).from_statement(
     .columns(*Task.__table__.columns)
 )
 
+
+def recorded_with(write: str, *, lead_column: str) -> TextClause:
+    """(none) -> PENDING for a task about the row `write` (an INSERT or UPDATE of one row) leaves,
+    in the same statement: the row, the task and its first event in one round trip. The task's
+    payload is `{"lead_id": ...}` from `lead_column` of that row; a write that leaves no row
+    records no task. Returns the row's columns, then the task's as task_id, task_attempts."""
+    return text(f"""
+        WITH written AS ({write}
+            RETURNING *
+        ), task AS (
+            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at)
+            SELECT :task_id, :task_type, 'PENDING',
+                   jsonb_build_object('lead_id', written.{lead_column}::text), 0, :task_max_attempts,
+                   written.{lead_column}, now()
+            FROM written
+            RETURNING id, attempts
+        ), event AS (
+            INSERT INTO task_events (task_id, from_status, to_status, attempt)
+            SELECT id, NULL, 'PENDING', 0 FROM task
+        )
+        SELECT written.*, task.id AS task_id, task.attempts AS task_attempts FROM written, task
+    """)  # noqa: S608  (the caller's constant statement and column)
+
+
 # PROCESSING -> RETRY: the attempt failed and another is left; due again after the backoff.
 RETRY = _with_event("""
     UPDATE tasks AS t SET status = 'RETRY', updated_at = now(), error = :error,
