@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ARRAY, Uuid, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from orchestrator.queue import Deliveries
     from orchestrator.tasks.schemas import TaskCreate
     from orchestrator.tasks.status import TaskStatus
+
+
+LOCK_LEADS = text("SELECT id FROM leads WHERE id = ANY(:ids) FOR KEY SHARE").bindparams(
+    bindparam("ids", type_=ARRAY(Uuid))
+)
 
 
 @dataclass(frozen=True)
@@ -92,11 +97,36 @@ async def submit_tasks(
             f" one request makes at most {BATCH_MAX}",
             field="tasks",
         )
-    tasks = []
-    for index, (data, payload) in enumerate(zip(batch, checked, strict=True)):
-        with _naming_the_task(index):
-            tasks.append(await _record(session, deliveries, data, payload))
+    await _lock_leads(session, batch)
+    tasks = await transitions.record_many(
+        session,
+        [
+            transitions.NewTask(
+                type=data.type,
+                payload=payload.stored(),
+                max_attempts=data.max_attempts or payload.job_type.retry.max_attempts,
+                lead_id=data.lead_id,
+                run_at=data.run_at,
+                timeout_s=data.timeout_s,
+            )
+            for data, payload in zip(batch, checked, strict=True)
+        ],
+    )
+    deliveries.add(*tasks)
     return tasks
+
+
+async def _lock_leads(session: AsyncSession, batch: list[TaskCreate]) -> None:
+    """The batch's leads, locked against a delete until the batch commits (the foreign key's
+    own lock), so that the tasks' insert cannot fail on one; a missing lead is named by index."""
+    wanted = {data.lead_id for data in batch if data.lead_id is not None}
+    if not wanted:
+        return
+    found = set(await session.scalars(LOCK_LEADS, {"ids": list(wanted)}))
+    for index, data in enumerate(batch):
+        if data.lead_id is not None and data.lead_id not in found:
+            with _naming_the_task(index):
+                raise NotFound(f"lead_id: lead {data.lead_id} does not exist", field="lead_id")
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Double, Integer, bindparam, select, text
+from sqlalchemy import ARRAY, Double, Integer, Text, Uuid, bindparam, select, text
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from uuid_utils.compat import uuid7
 
@@ -118,6 +118,67 @@ RECORD = select(Task).from_statement(
     )
     .columns(*Task.__table__.columns)
 )
+
+
+# (none) -> PENDING for many tasks, and their first events, in one statement: a batch submit.
+RECORD_MANY = select(Task).from_statement(
+    text(
+        """
+        WITH task AS (
+            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at, timeout_s)
+            SELECT id, type, 'PENDING', CAST(payload AS JSONB), 0, max_attempts, lead_id,
+                   coalesce(run_at, now()), timeout_s
+            FROM unnest(:ids, :types, :payloads, :max_attempts, :lead_ids, :run_ats, :timeouts)
+                AS given (id, type, payload, max_attempts, lead_id, run_at, timeout_s)
+            RETURNING *
+        ), event AS (
+            INSERT INTO task_events (task_id, from_status, to_status, attempt)
+            SELECT id, NULL, 'PENDING', 0 FROM task
+        )
+        SELECT id, type, status, payload, result, error, lead_id, parent_id, step, attempts, max_attempts,
+               timeout_s, run_at, started_at, finished_at, worker_id, lease_until, created_at, updated_at
+        FROM task
+        """
+    )
+    .bindparams(
+        bindparam("ids", type_=ARRAY(Uuid)),
+        bindparam("types", type_=ARRAY(Text)),
+        bindparam("payloads", type_=ARRAY(Text)),
+        bindparam("max_attempts", type_=ARRAY(Integer)),
+        bindparam("lead_ids", type_=ARRAY(Uuid)),
+        bindparam("run_ats", type_=ARRAY(TIMESTAMP(timezone=True))),
+        bindparam("timeouts", type_=ARRAY(Double)),
+    )
+    .columns(*Task.__table__.columns)
+)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """One task of a batch, as `record_many` takes it."""
+
+    type: str
+    payload: dict[str, Any]
+    max_attempts: int
+    lead_id: uuid.UUID | None = None
+    run_at: dt.datetime | None = None
+    timeout_s: float | None = None
+
+
+async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
+    """PENDING tasks and their first events, in the order given; the caller commits."""
+    ids = [uuid7() for _ in new]
+    params = {
+        "ids": ids,
+        "types": [task.type for task in new],
+        "payloads": [json.dumps(task.payload) for task in new],
+        "max_attempts": [task.max_attempts for task in new],
+        "lead_ids": [task.lead_id for task in new],
+        "run_ats": [task.run_at for task in new],
+        "timeouts": [task.timeout_s for task in new],
+    }
+    by_id = {task.id: task for task in (await session.scalars(RECORD_MANY, params)).all()}
+    return [by_id[task_id] for task_id in ids]
 
 
 def recorded_with(write: str, *, lead_column: str) -> TextClause:
