@@ -59,19 +59,22 @@ def _checked(registry: Registry, data: TaskCreate) -> CheckedPayload:
     return checked
 
 
+def _new_task(data: TaskCreate, checked: CheckedPayload) -> transitions.NewTask:
+    return transitions.NewTask(
+        type=data.type,
+        payload=checked.stored(),
+        max_attempts=data.max_attempts or checked.job_type.retry.max_attempts,
+        lead_id=data.lead_id,
+        run_at=data.run_at,
+        timeout_s=data.timeout_s,
+    )
+
+
 async def _record(
     session: AsyncSession, deliveries: Deliveries, data: TaskCreate, checked: CheckedPayload
 ) -> Task:
     try:
-        task = await transitions.record(
-            session,
-            type=data.type,
-            payload=checked.stored(),
-            max_attempts=data.max_attempts or checked.job_type.retry.max_attempts,
-            lead_id=data.lead_id,
-            run_at=data.run_at,
-            timeout_s=data.timeout_s,
-        )
+        task = await transitions.record(session, **vars(_new_task(data, checked)))
     except IntegrityError as exc:
         # The foreign key decides, so a lead deleted a moment ago is refused too, never a 500.
         if LEAD_KEY in str(exc.orig):
@@ -98,20 +101,8 @@ async def submit_tasks(
             field="tasks",
         )
     await _lock_leads(session, batch)
-    tasks = await transitions.record_many(
-        session,
-        [
-            transitions.NewTask(
-                type=data.type,
-                payload=payload.stored(),
-                max_attempts=data.max_attempts or payload.job_type.retry.max_attempts,
-                lead_id=data.lead_id,
-                run_at=data.run_at,
-                timeout_s=data.timeout_s,
-            )
-            for data, payload in zip(batch, checked, strict=True)
-        ],
-    )
+    new = [_new_task(data, payload) for data, payload in zip(batch, checked, strict=True)]
+    tasks = await transitions.record_many(session, new)
     deliveries.add(*tasks)
     return tasks
 
