@@ -18,6 +18,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -32,8 +33,9 @@ import uvloop
 from saq import Worker
 
 from load import LOAD_RATE_LIMIT
+from load.bench_api import PY_SPY
 from load.databases import migrated_database
-from load.service import Service, free_port
+from load.service import Service, children_of, free_port
 from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
 from orchestrator.embedded import embedded_services
@@ -150,6 +152,7 @@ async def bench_orchestrator(
             await submit_all(port, api_key, 100, 10)  # warm-up: connections, prepared statements
             await asyncio.sleep(2)
 
+            profiler = profile(services[1], str(Path(args.profile) / "worker.txt")) if args.profile else None
             wall_start = time.time()
             started = time.perf_counter()
             http_latencies = await submit_all(port, api_key, args.tasks, args.http_concurrency, args.batch)
@@ -158,6 +161,8 @@ async def bench_orchestrator(
                 while await completed_since(db, wall_start) < args.tasks:
                     await asyncio.sleep(0.05)
             finished = time.perf_counter()
+            if profiler is not None:
+                profiler.terminate()
 
             await asyncio.sleep(1)
             low_start = time.time()
@@ -187,6 +192,27 @@ async def bench_orchestrator(
         "e2e_p50_ms": 1000 * statistics.median(end_to_end),
         "e2e_p99_ms": 1000 * _percentile(end_to_end, 0.99),
     }
+
+
+def profile(service: Service, out: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling one worker process of `service` for 8 s (Python on the CPU only)."""
+    assert service.process is not None
+    processes = sorted(children_of(service.process.pid))
+    if not processes:
+        return None
+    return subprocess.Popen(
+        [
+            shutil.which("py-spy") or "py-spy",
+            *PY_SPY.split(),
+            "8",
+            "--pid",
+            str(processes[-1]),
+            "--output",
+            out,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -244,6 +270,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--http-concurrency", type=int, default=50)
     parser.add_argument("--batch", type=int, default=1, help="tasks per request (>1: POST /tasks/batch)")
     parser.add_argument("--latency-tasks", type=int, default=200)
+    parser.add_argument("--profile", metavar="DIR", help="sample one job worker process with py-spy into DIR")
     parser.add_argument("--latency-rate", type=float, default=20.0, help="submissions per second for (c)")
     return parser.parse_args()
 
