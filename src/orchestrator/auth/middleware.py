@@ -110,13 +110,15 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=caller, auth=None)
 
 
-def authorize(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+# Guards are coroutines: Litestar runs a plain function guard in its thread pool, a thread hop
+# per guard per request.
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard of every protected route: reads need `read`, anything else `write` (403 otherwise)."""
     method = connection.scope.get("method", "GET")
     _require(connection, Scope.READ if method in SAFE_METHODS else Scope.WRITE)
 
 
-def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard of operators' routes (the SAQ UI, whose POSTs retry and abort jobs)."""
     _require(connection, Scope.ADMIN)
 

@@ -101,7 +101,7 @@ class LeadController(Controller):
     async def get_lead(
         self, db_session: NamedDependency[AsyncSession], lead_id: FromPath[uuid.UUID]
     ) -> Response[LeadRead]:
-        return _lead_response(await services.get_lead(db_session, lead_id))
+        return _lead_response(await services.read_lead(db_session, lead_id))
 
     @put("/{lead_id:uuid}", responses=problems(400, 404, 409, 412, 413, 415, 422), opt=ONE_STATEMENT_OPT)
     async def replace_lead(

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 JSON_MEDIA_TYPE = re.compile(r"application/(?:[\w.-]+\+)?json")
 
 
-def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Guard: 415 for a handler that reads a body, unless the body is declared JSON."""
+async def json_bodies_only(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: 415 for a handler that reads a body, unless the body is declared JSON. (A
+    coroutine: Litestar runs a plain function guard in its thread pool.)"""
     if "data" not in handler.parsed_fn_signature.parameters:
         return
     media_type = connection.headers.get("content-type", "").partition(";")[0].strip().lower()
