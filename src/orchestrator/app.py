@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     async def per_process(app: Litestar) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.registry = registry
+        app.state.autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.queue = make_queue(settings)
         app.state.live_keys = LiveKeys(
             alchemy.create_session_maker(),

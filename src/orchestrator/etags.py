@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # RFC 9110 If-Match: "*" or a list of entity tags (empty list elements ignored, as the RFC asks).
 # Anything else is refused (422): ignoring a malformed precondition would turn a guarded write
 # into an unguarded one.
@@ -10,6 +12,7 @@ IF_MATCH_PATTERN = rf"^[ \t]*(?:\*|(?:,[ \t]*)*{_TAG}(?:[ \t]*,(?:[ \t]*{_TAG})?
 
 
 MAX_VERSION = 2**31 - 1
+_VERSION_TAG = re.compile(r'"([1-9][0-9]{0,9})"')
 
 
 def etag(version: int) -> str:
@@ -25,13 +28,13 @@ def if_match_allows(if_match: str | None, version: int) -> bool:
 
 
 def if_match_versions(if_match: str | None) -> list[int] | None:
-    """The versions an If-Match allows; None for any (no header, or *). Weak and foreign tags
-    allow none: `if_match_allows` in a statement's WHERE."""
+    """The versions an If-Match allows, for a statement's WHERE; None for any (no header, or *).
+    The same tags as `if_match_allows`: a tag matches only as `etag` writes it ("7", never
+    "07"), and one naming no version (weak, a word, past a 4-byte integer) matches nothing."""
     if if_match is None:
         return None
     tags = [tag.strip() for tag in if_match.split(",")]
     if "*" in tags:
         return None
-    numbers = (tag[1:-1] for tag in tags if len(tag) > 2 and tag[0] == tag[-1] == '"')
-    # A version is a 4-byte integer: a larger tag names no version, as a word does.
-    return [int(n) for n in numbers if n.isascii() and n.isdigit() and int(n) <= MAX_VERSION]
+    numbers = (match[1] for tag in tags if (match := _VERSION_TAG.fullmatch(tag)))
+    return [version for version in map(int, numbers) if version <= MAX_VERSION]

@@ -58,6 +58,31 @@ async def test_if_match_star_and_lists_follow_rfc_9110(client):
     assert (await client.patch(url, json={"score": 3}, headers={"If-Match": 'W/"3"'})).status_code == 412
 
 
+async def test_put_and_patch_compare_tags_as_strings_as_rfc_9110_asks(client):
+    """Strong comparison is of the opaque tag: "01" is not "1", and a tag of 5,000 digits is
+    merely a tag that matches nothing (412), not a number to convert."""
+    lead, _ = await _lead(client)
+    url = f"/leads/{lead['id']}"
+    body = lead_body(email=lead["email"], company="Tags")
+    for tag in ('"01"', '" 1"', '"1.0"', '"+1"', f'"{"1" * 5000}"', f'"{2**31}"', '"1', 'W/"1"'):
+        for write in (client.put, client.patch):
+            response = await write(url, json=body, headers={"If-Match": tag})
+            assert response.status_code in (412, 422), (write.__name__, tag[:20], response.text)
+    assert (await client.get(url)).json()["version"] == 1
+
+
+async def test_a_put_that_changes_nothing_keeps_the_version_and_the_etag(client):
+    """As a PATCH that changes nothing: a retried PUT whose first attempt landed must still
+    satisfy the If-Match it was sent with."""
+    lead, tag = await _lead(client, company="Same", attributes={"a": [1, {"b": None}]})
+    same = {name: lead[name] for name in lead_body()}
+    for _ in range(2):
+        response = await client.put(f"/leads/{lead['id']}", json=same, headers={"If-Match": tag})
+        assert response.status_code == 200, response.text
+        assert response.headers["etag"] == tag
+        assert response.json()["updated_at"] == lead["updated_at"]
+
+
 async def test_patch_changes_only_the_fields_sent(client):
     lead, tag = await _lead(client, company="Acme", source="web", score=5)
     response = await client.patch(f"/leads/{lead['id']}", json={"score": 77}, headers={"If-Match": tag})

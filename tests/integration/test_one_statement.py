@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import Pool
 
 from orchestrator.web.transactions import ONE_STATEMENT
 
@@ -17,19 +18,22 @@ if TYPE_CHECKING:
 
 
 class Statements:
-    """Every statement the app's engine runs, but the API-key loads of the auth middleware."""
+    """Every statement the app's engine runs, but the API-key loads of the auth middleware, and
+    whether it ran outside a transaction (the driver connection in autocommit)."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
+        self.autocommit: list[bool] = []
 
-    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def __call__(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if "api_keys" not in statement:
             self.seen.append(" ".join(statement.split())[:120])
+            self.autocommit.append(conn.connection.dbapi_connection.autocommit)
 
 
 async def _statements_of(
     client: AsyncTestClient[Litestar], method: str, path: str, **kwargs: Any
-) -> list[str]:
+) -> Statements:
     statements = Statements()
     event.listen(Engine, "before_cursor_execute", statements)
     try:
@@ -37,7 +41,7 @@ async def _statements_of(
     finally:
         event.remove(Engine, "before_cursor_execute", statements)
     assert response.status_code < 300, response.text
-    return statements.seen
+    return statements
 
 
 async def test_every_one_statement_route_runs_one_statement(client: AsyncTestClient[Litestar]) -> None:
@@ -60,4 +64,35 @@ async def test_every_one_statement_route_runs_one_statement(client: AsyncTestCli
     for method, route in sorted(marked):
         kwargs = dict(requests[method, route])
         statements = await _statements_of(client, method, kwargs.pop("path"), **kwargs)
-        assert len(statements) == 1, f"{method} {route} ran {len(statements)} statements: {statements}"
+        assert len(statements.seen) == 1, f"{method} {route} ran {statements.seen}"
+        assert statements.autocommit == [True], f"{method} {route} ran in a transaction"
+
+
+async def test_an_idempotency_key_puts_the_write_back_in_a_transaction(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    """The key's claim, the write and the stored answer commit together, or not at all."""
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"email": f"key-{uuid.uuid4().hex}@example.com"}
+    statements = await _statements_of(client, "POST", "/leads", json=body, headers=headers)
+    assert len(statements.seen) == 3, statements.seen
+    assert not any(statements.autocommit), statements.seen
+
+
+async def test_a_request_refused_before_its_handler_takes_no_connection(
+    client: AsyncTestClient[Litestar],
+) -> None:
+    """A malformed request must not hold one of the pool's connections (nor wait for one)."""
+    checkouts: list[object] = []
+
+    def count(*args: Any) -> None:
+        checkouts.append(args)
+
+    event.listen(Pool, "checkout", count)
+    try:
+        for path in (f"/leads/{uuid.uuid4()}", "/tasks"):
+            response = await client.request("PUT" if "leads" in path else "POST", path, json={"email": 1})
+            assert response.status_code == 422, response.text
+    finally:
+        event.remove(Pool, "checkout", count)
+    assert checkouts == []

@@ -34,17 +34,35 @@ WRITABLE = ("first_name", "last_name", "email", "phone", "company", "source", "s
 
 # A create and a PUT are each one statement: the lead, its crm_update task, the task's event.
 _TYPED = (bindparam("attributes", type_=JSONB), bindparam("score", type_=Integer))
+
+
+# The type each given value is cast to; the rest are TEXT (a cast to VARCHAR(n) would cut a
+# longer value short, silently, where the assignment to the column refuses it).
+_NOT_TEXT = {"score": "INTEGER", "attributes": "JSONB"}
+
+
 _CREATE = transitions.recorded_with(
     f"""INSERT INTO leads (id, version, {", ".join(WRITABLE)})
-        VALUES (:id, 1, {", ".join(f":{name}" for name in WRITABLE)})""",  # noqa: S608  (constants)
+        VALUES (:id, 1, {", ".join(f":{name}" for name in WRITABLE)})
+        RETURNING *""",  # noqa: S608  (constants)
     lead_column="id",
 ).bindparams(*_TYPED)
-# The version bump is SQLAlchemy's version_id_col's, by hand; :any_version is an If-Match of *
-# (or none), else the version must be one of :versions.
+# A PUT that changes nothing keeps its version and updated_at, as an ORM flush would: a retried
+# PUT still matches the If-Match it was sent with. Each value is given once, cast to its column's
+# type, and compared with the row as it was. :any_version is an If-Match of * (or none), else the
+# version must be one of :versions.
+_GIVEN = ", ".join(f"CAST(:{name} AS {_NOT_TEXT.get(name, 'TEXT')}) AS {name}" for name in WRITABLE)
+_CHANGED = (
+    f"({', '.join(f'leads.{name}' for name in WRITABLE)})"
+    f" IS DISTINCT FROM ({', '.join(f'given.{name}' for name in WRITABLE)})"
+)
 _REPLACE = transitions.recorded_with(
-    f"""UPDATE leads SET {", ".join(f"{name} = :{name}" for name in WRITABLE)},
-            version = version + 1, updated_at = now()
-        WHERE id = :id AND (:any_version OR version = ANY(:versions))""",  # noqa: S608  (constants)
+    f"""UPDATE leads SET {", ".join(f"{name} = given.{name}" for name in WRITABLE)},
+            version = CASE WHEN {_CHANGED} THEN leads.version + 1 ELSE leads.version END,
+            updated_at = CASE WHEN {_CHANGED} THEN now() ELSE leads.updated_at END
+        FROM (SELECT {_GIVEN}) AS given
+        WHERE leads.id = :id AND (:any_version OR leads.version = ANY(:versions))
+        RETURNING leads.*""",  # noqa: S608  (constants)
     lead_column="id",
 ).bindparams(*_TYPED, bindparam("versions", type_=ARRAY(Integer)))
 

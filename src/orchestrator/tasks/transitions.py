@@ -182,13 +182,13 @@ async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
 
 
 def recorded_with(write: str, *, lead_column: str) -> TextClause:
-    """(none) -> PENDING for a task about the row `write` (an INSERT or UPDATE of one row) leaves,
-    in the same statement: the row, the task and its first event in one round trip. The task's
-    payload is `{"lead_id": ...}` from `lead_column` of that row; a write that leaves no row
-    records no task. Returns the row's columns, then the task's as task_id, task_attempts."""
+    """(none) -> PENDING for a task about the row `write` (an INSERT or UPDATE of one row,
+    RETURNING the row's columns) leaves, in the same statement: the row, the task and its
+    first event in one round trip. The task's payload is `{"lead_id": ...}` from `lead_column`
+    of that row; a write that leaves no row records no task. Returns the row's columns, then
+    the task's as task_id, task_attempts."""
     return text(f"""
         WITH written AS ({write}
-            RETURNING *
         ), task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at)
             SELECT :task_id, :task_type, 'PENDING',

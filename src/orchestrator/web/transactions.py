@@ -32,7 +32,9 @@ async def committed_session(
     handler therefore raises its errors (DomainError and friends) rather than returning them.
     """
     if _one_statement(request):
-        await request_session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        # The same pool, in autocommit; a connection is only taken by the first statement (a
+        # request refused before its handler takes none), and its isolation is reset on return.
+        request_session.bind = request.app.state.autocommit_engine
     yield request_session
     await request_session.commit()
 
