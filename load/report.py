@@ -113,6 +113,11 @@ def render(summary: dict[str, Any], reasons: list[str]) -> str:
         "emails sent again after an attempt was lost, as the limits allow)",
     ]
     lines += [
+        f"  memory           {kind} RSS {m['warm_mib']:.0f} MiB at {m['warm_at_s']:.0f} s, "
+        f"{m['end_mib']:.0f} MiB at {m['end_at_s']:.0f} s ({m['growth_pct']:+.1f}%; the largest process)"
+        for kind, m in run.get("memory", {}).items()
+    ]
+    lines += [
         f"  fault at {f['at_s']:5.1f} s  {f['what']} ({f['detail']}; {f['took_s']} s)"
         for f in summary["faults"]
     ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from load import API_KEY_ENV
 from load.ledger import Ledger
+from load.memory import growth, sample_every
 from load.receivers import receivers
 from load.report import build_summary, missed, render
 from load.stack import Stack, break_things
@@ -65,6 +66,7 @@ async def run_load_test(args: argparse.Namespace, thresholds: Thresholds) -> int
         "servers": _servers(stack),
         "locust_exit_code": locust_code,
         "open_tasks_after_drain": still_open,
+        "memory": growth(out / "memory.jsonl", args.duration),
     }
     summary = build_summary(run, json.loads(locust_summary.read_text()), verdict, faults)
     reasons = missed(summary, thresholds)
@@ -90,6 +92,7 @@ async def _run(
         api_key = await stack.issue_api_key()
         since = await database_now(stack.database_url)
         print(f"  {args.users} users for {args.duration:.0f} s against {stack.base_url}", flush=True)
+        memory = asyncio.create_task(sample_every(lambda: stack.up_pid, out / "memory.jsonl"))
         with (out / "locust.log").open("wb") as log:
             locust = await asyncio.create_subprocess_exec(
                 *locust_command(args, stack.base_url, out),
@@ -105,6 +108,7 @@ async def _run(
             locust_code = await locust.wait()
         if chaos is not None:
             await chaos
+        memory.cancel()
         print(f"  Locust exited {locust_code}; waiting for open tasks to finish", flush=True)
         still_open = await wait_drained(stack.database_url, since, args.drain_timeout)
         await stack.stop_service()

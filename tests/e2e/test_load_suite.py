@@ -69,6 +69,10 @@ async def test_plain_run_passes_every_request_and_loses_nothing(
     assert checked["ok"]
     assert (tmp_path / "report.html").exists()
     assert (tmp_path / "locust_stats.csv").exists()
+    # Each kind of worker process was found and sampled (a leak shows in its growth).
+    memory = summary["run"]["memory"]
+    assert set(memory) == {"API worker", "job worker"}, memory
+    assert all(20 < kind["end_mib"] < 2048 for kind in memory.values()), memory
 
 
 @pytest.mark.timeout(300)
