@@ -189,7 +189,7 @@ async def patch_lead(
 
 
 async def delete_lead(session: AsyncSession, lead_id: uuid.UUID, if_match: str | None) -> None:
-    lead = await _get_for_write(session, lead_id, if_match)
+    lead = await _get_for_write(session, lead_id, if_match, deleting=True)
     await session.delete(lead)
     await session.flush()
 
@@ -207,8 +207,16 @@ def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-async def _get_for_write(session: AsyncSession, lead_id: uuid.UUID, if_match: str | None) -> Lead:
-    lead = await get_lead(session, lead_id)
+async def _get_for_write(
+    session: AsyncSession, lead_id: uuid.UUID, if_match: str | None, *, deleting: bool = False
+) -> Lead:
+    """The lead, locked until the transaction ends: a write racing another waits for it and
+    then reads what it left (a PATCH merges into it), rather than failing the version check
+    that only a write with If-Match asked for. The lock of an UPDATE (NO KEY) for a change."""
+    lock = {"key_share": not deleting}
+    lead = await session.get(Lead, lead_id, with_for_update=lock, populate_existing=True)
+    if lead is None:
+        raise NotFound(f"Lead {lead_id} does not exist")
     if not if_match_allows(if_match, lead.version):
         raise PreconditionFailed(
             f"If-Match does not match the current version of lead {lead_id}", current_version=lead.version
