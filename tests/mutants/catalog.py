@@ -484,7 +484,7 @@ MUTANTS = [
         "a PUT ignores its If-Match (the one-statement write's WHERE)",
         "src/orchestrator/leads/services.py",
         "WHERE leads.id = :id AND (:any_version OR leads.version = ANY(:versions))",
-        "WHERE leads.id = :id",
+        "WHERE leads.id = :id AND (:any_version OR leads.version = ANY(:versions) OR true)",
         ("tests/integration/test_leads_write.py",),
         quick=True,
     ),
