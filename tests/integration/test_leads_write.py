@@ -83,6 +83,17 @@ async def test_a_put_that_changes_nothing_keeps_the_version_and_the_etag(client)
         assert response.json()["updated_at"] == lead["updated_at"]
 
 
+async def test_a_put_that_changes_a_number_s_form_in_attributes_is_a_new_version(client):
+    """1 and 1.0 are equal JSON values to PostgreSQL, but not the same document: what a read
+    returns changed, so its ETag must too."""
+    lead, tag = await _lead(client, attributes={"n": 1})
+    same = {name: lead[name] for name in lead_body()} | {"attributes": {"n": 1.0}}
+    response = await client.put(f"/leads/{lead['id']}", json=same, headers={"If-Match": tag})
+    assert response.status_code == 200, response.text
+    assert response.json()["attributes"] == {"n": 1.0}
+    assert response.headers["etag"] != tag
+
+
 async def test_patch_changes_only_the_fields_sent(client):
     lead, tag = await _lead(client, company="Acme", source="web", score=5)
     response = await client.patch(f"/leads/{lead['id']}", json={"score": 77}, headers={"If-Match": tag})

@@ -49,12 +49,14 @@ _CREATE = transitions.recorded_with(
 ).bindparams(*_TYPED)
 # A PUT that changes nothing keeps its version and updated_at, as an ORM flush would: a retried
 # PUT still matches the If-Match it was sent with. Each value is given once, cast to its column's
-# type, and compared with the row as it was. :any_version is an If-Match of * (or none), else the
-# version must be one of :versions.
+# type, and compared with the row as it was; JSON as its text, since jsonb equality takes 1 and
+# 1.0 for the same while the stored document changes. :any_version is an If-Match of * (or
+# none), else the version must be one of :versions.
 _GIVEN = ", ".join(f"CAST(:{name} AS {_NOT_TEXT.get(name, 'TEXT')}) AS {name}" for name in WRITABLE)
+_COMPARED = [f"{{}}.{name}::text" if name == "attributes" else f"{{}}.{name}" for name in WRITABLE]
 _CHANGED = (
-    f"({', '.join(f'leads.{name}' for name in WRITABLE)})"
-    f" IS DISTINCT FROM ({', '.join(f'given.{name}' for name in WRITABLE)})"
+    f"({', '.join(column.format('leads') for column in _COMPARED)})"
+    f" IS DISTINCT FROM ({', '.join(column.format('given') for column in _COMPARED)})"
 )
 _REPLACE = transitions.recorded_with(
     f"""UPDATE leads SET {", ".join(f"{name} = given.{name}" for name in WRITABLE)},
@@ -124,8 +126,8 @@ class SyncedWrites:
                 lead_id=lead.id,
             )
         except IntegrityError as exc:
-            # A write that changed nothing holds no lock: a delete may commit between its read
-            # and this insert. The lead is gone, as a read now would say.
+            # A write reads the lead locked, so a delete cannot commit between its read and this
+            # insert; should one ever, the lead is gone, as a read now would say.
             if LEAD_KEY in str(exc.orig):
                 raise NotFound(f"Lead {lead.id} does not exist") from None
             raise
