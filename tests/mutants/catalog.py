@@ -519,4 +519,11 @@ MUTANTS = [
         "    lead = await session.get(Lead, lead_id)",
         ("tests/e2e/test_lead_races.py",),
     ),
+    Mutant(
+        "a deadlock or a statement timeout is a 500, not a 503 to retry",
+        "src/orchestrator/web/problems.py",
+        "    if transient(exc):\n",
+        "    if False:\n",
+        ("tests/e2e/test_deadlocks.py",),
+    ),
 ]

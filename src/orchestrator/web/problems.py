@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm.exc import StaleDataError
 
-from orchestrator.db import server_away
+from orchestrator.db import server_away, sqlstate, transient
 from orchestrator.errors import DomainError
 
 if TYPE_CHECKING:
@@ -42,8 +42,9 @@ class Problem(BaseModel):
 
 
 def problems(*codes: int, public: bool = False) -> dict[int, ResponseSpec]:
-    """The error answers of an operation for its OpenAPI entry: 503 when the database is away,
-    and unless the route is public 401 (no valid key), 403 (scope too small), 429 (rate)."""
+    """The error answers of an operation for its OpenAPI entry: 503 when the database is away
+    or cannot finish the request, and unless the route is public 401 (no valid key), 403 (scope
+    too small), 429 (rate)."""
     always = (HTTP_503_SERVICE_UNAVAILABLE,) if public else (401, 403, 429, HTTP_503_SERVICE_UNAVAILABLE)
     return {
         code: ResponseSpec(
@@ -100,9 +101,20 @@ def from_stale_data(_: StaleDataError) -> ProblemDetailsException:
 
 def from_dbapi_error(exc: sa_exc.DBAPIError) -> ProblemDetailsException:
     """A driver error: 503 when the server is away (e.g. 'the database system is shutting
-    down'), else a 500 like any other bug."""
+    down') or the statement met something that passes (a deadlock, a serialization failure, a
+    statement timeout, the server out of connections): its transaction was rolled back and the
+    same request may pass a moment later. Anything else is a 500 like any other bug."""
     if server_away(exc):
         return from_database_unavailable(exc)
+    if transient(exc):
+        logger.warning("database could not finish a request (SQLSTATE %s): %s", sqlstate(exc), exc.orig)
+        problem = _problem(
+            HTTP_503_SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+            "The database could not finish this request now; retry it",
+        )
+        problem.headers = {"Retry-After": "1"}
+        return problem
     logger.error("database error", exc_info=exc)
     return _unexpected()
 
