@@ -76,6 +76,16 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def sample(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling one process for `seconds` (from the dev dependencies)."""
+    command = [shutil.which("py-spy") or "py-spy", *PY_SPY.split(), str(seconds)]
+    return subprocess.Popen(
+        [*command, "--pid", str(pid), "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def drive(port: int, route: str, args: argparse.Namespace, env: dict[str, str], server_pid: int) -> Figure:
     command = [
         "wrk",
@@ -87,23 +97,12 @@ def drive(port: int, route: str, args: argparse.Namespace, env: dict[str, str], 
         f"http://127.0.0.1:{port}",
     ]
     env = env | {"BENCH_ROUTE": route, "BENCH_RUN": uuid.uuid4().hex[:10]}
-    profiler = None
-    if args.profile and args.duration > 2 and (workers := sorted(children_of(server_pid))):
-        # One Granian worker sampled while it serves (py-spy, from the dev dependencies).
-        out = Path(args.profile) / f"{route}-{port}.txt"
-        profiler = subprocess.Popen(
-            [
-                shutil.which("py-spy") or "py-spy",
-                *PY_SPY.split(),
-                str(args.duration - 1),
-                "--pid",
-                str(workers[0]),
-                "--output",
-                str(out),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    workers = sorted(children_of(server_pid))
+    profiler = (
+        sample(workers[0], args.duration - 1, Path(args.profile) / f"{route}-{port}.txt")
+        if args.profile and args.duration > 2 and workers
+        else None
+    )
     server_before = cpu_seconds(server_pid)
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(

@@ -18,7 +18,6 @@ import contextlib
 import json
 import multiprocessing
 import os
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -33,7 +32,7 @@ import uvloop
 from saq import Worker
 
 from load import LOAD_RATE_LIMIT
-from load.bench_api import PY_SPY
+from load.bench_api import sample
 from load.databases import migrated_database
 from load.service import Service, children_of, free_port
 from orchestrator.auth.keys import issue_key
@@ -198,21 +197,7 @@ def profile(service: Service, out: str) -> subprocess.Popen[bytes] | None:
     """py-spy sampling one worker process of `service` for 8 s (Python on the CPU only)."""
     assert service.process is not None
     processes = sorted(children_of(service.process.pid))
-    if not processes:
-        return None
-    return subprocess.Popen(
-        [
-            shutil.which("py-spy") or "py-spy",
-            *PY_SPY.split(),
-            "8",
-            "--pid",
-            str(processes[-1]),
-            "--output",
-            out,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return sample(processes[-1], 8, Path(out)) if processes else None
 
 
 def _percentile(values: list[float], q: float) -> float:

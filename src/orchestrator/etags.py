@@ -21,16 +21,14 @@ def etag(version: int) -> str:
 
 def if_match_allows(if_match: str | None, version: int) -> bool:
     """True when the precondition holds. Weak tags never match: If-Match uses strong comparison."""
-    if if_match is None:
-        return True
-    tags = [tag.strip() for tag in if_match.split(",")]
-    return "*" in tags or etag(version) in tags
+    versions = if_match_versions(if_match)
+    return versions is None or version in versions
 
 
 def if_match_versions(if_match: str | None) -> list[int] | None:
-    """The versions an If-Match allows, for a statement's WHERE; None for any (no header, or *).
-    The same tags as `if_match_allows`: a tag matches only as `etag` writes it ("7", never
-    "07"), and one naming no version (weak, a word, past a 4-byte integer) matches nothing."""
+    """The versions an If-Match allows (for a statement's WHERE too); None for any (no header,
+    or *). A tag matches only as `etag` writes it ("7", never "07"), and one naming no version
+    (weak, a word, past a 4-byte integer) matches nothing."""
     if if_match is None:
         return None
     tags = [tag.strip() for tag in if_match.split(",")]

@@ -17,7 +17,6 @@ from orchestrator.json_bounds import check_bounds
 from orchestrator.leads.models import Lead, LeadStatus
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
-from orchestrator.tasks.models import LEAD_KEY
 
 if TYPE_CHECKING:
     import uuid
@@ -34,13 +33,9 @@ WRITABLE = ("first_name", "last_name", "email", "phone", "company", "source", "s
 
 # A create and a PUT are each one statement: the lead, its crm_update task, the task's event.
 _TYPED = (bindparam("attributes", type_=JSONB), bindparam("score", type_=Integer))
-
-
 # The type each given value is cast to; the rest are TEXT (a cast to VARCHAR(n) would cut a
 # longer value short, silently, where the assignment to the column refuses it).
 _NOT_TEXT = {"score": "INTEGER", "attributes": "JSONB"}
-
-
 _CREATE = transitions.recorded_with(
     f"""INSERT INTO leads (id, version, {", ".join(WRITABLE)})
         VALUES (:id, 1, {", ".join(f":{name}" for name in WRITABLE)})
@@ -117,20 +112,14 @@ class SyncedWrites:
         return await self._synced(await patch_lead(self.session, lead_id, data, if_match))
 
     async def _synced(self, lead: Lead) -> Lead:
-        try:
-            task = await transitions.record(
-                self.session,
-                type=CRM_SYNC_JOB,
-                payload={"lead_id": str(lead.id)},
-                max_attempts=self.registry[CRM_SYNC_JOB].retry.max_attempts,
-                lead_id=lead.id,
-            )
-        except IntegrityError as exc:
-            # A write reads the lead locked, so a delete cannot commit between its read and this
-            # insert; should one ever, the lead is gone, as a read now would say.
-            if LEAD_KEY in str(exc.orig):
-                raise NotFound(f"Lead {lead.id} does not exist") from None
-            raise
+        # The lead was read locked (`_get_for_write`): no delete can break this insert's key.
+        task = await transitions.record(
+            self.session,
+            type=CRM_SYNC_JOB,
+            payload={"lead_id": str(lead.id)},
+            max_attempts=self.registry[CRM_SYNC_JOB].retry.max_attempts,
+            lead_id=lead.id,
+        )
         self.deliveries.add(task)
         return lead
 

@@ -89,10 +89,14 @@ def _with_event(update: str) -> TextClause:
     """)  # noqa: S608  (both fragments are constants of this module)
 
 
+# A new task as its statement returns it: in the model's order, which .columns() matches by
+# position (not the table's order, which depends on the migrations that added columns).
+_TASK_COLUMNS = f"SELECT {', '.join(column.name for column in Task.__table__.columns)} FROM task"  # noqa: S608  (the model's names)
+
 # (none) -> PENDING: the task row and its first event in one statement, one round trip.
 RECORD = select(Task).from_statement(
     text(
-        """
+        f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
                                step, timeout_s, run_at)
@@ -103,12 +107,8 @@ RECORD = select(Task).from_statement(
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
             SELECT id, NULL, 'PENDING', 0 FROM task
         )
-        -- In the model's order, which .columns() matches by position (not the table's order,
-        -- which depends on the migrations that added columns).
-        SELECT id, type, status, payload, result, error, lead_id, parent_id, step, attempts, max_attempts,
-               timeout_s, run_at, started_at, finished_at, worker_id, lease_until, created_at, updated_at
-        FROM task
-        """
+        {_TASK_COLUMNS}
+        """  # noqa: S608  (constants of this module)
     )
     .bindparams(
         bindparam("payload", type_=JSONB),
@@ -123,7 +123,7 @@ RECORD = select(Task).from_statement(
 # (none) -> PENDING for many tasks, and their first events, in one statement: a batch submit.
 RECORD_MANY = select(Task).from_statement(
     text(
-        """
+        f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at, timeout_s)
             SELECT id, type, 'PENDING', CAST(payload AS JSONB), 0, max_attempts, lead_id,
@@ -135,10 +135,8 @@ RECORD_MANY = select(Task).from_statement(
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
             SELECT id, NULL, 'PENDING', 0 FROM task
         )
-        SELECT id, type, status, payload, result, error, lead_id, parent_id, step, attempts, max_attempts,
-               timeout_s, run_at, started_at, finished_at, worker_id, lease_until, created_at, updated_at
-        FROM task
-        """
+        {_TASK_COLUMNS}
+        """  # noqa: S608  (constants of this module)
     )
     .bindparams(
         bindparam("ids", type_=ARRAY(Uuid)),

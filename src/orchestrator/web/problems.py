@@ -108,20 +108,18 @@ def from_dbapi_error(exc: sa_exc.DBAPIError) -> ProblemDetailsException:
         return from_database_unavailable(exc)
     if transient(exc):
         logger.warning("database could not finish a request (SQLSTATE %s): %s", sqlstate(exc), exc.orig)
-        problem = _problem(
-            HTTP_503_SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-            "The database could not finish this request now; retry it",
-        )
-        problem.headers = {"Retry-After": "1"}
-        return problem
+        return _retry_later("The database could not finish this request now; retry it")
     logger.error("database error", exc_info=exc)
     return _unexpected()
 
 
 def from_database_unavailable(exc: Exception) -> ProblemDetailsException:
     logger.warning("database unavailable: %s", type(exc).__name__)
-    problem = _problem(HTTP_503_SERVICE_UNAVAILABLE, "Service Unavailable", "The database is unavailable")
+    return _retry_later("The database is unavailable")
+
+
+def _retry_later(detail: str) -> ProblemDetailsException:
+    problem = _problem(HTTP_503_SERVICE_UNAVAILABLE, "Service Unavailable", detail)
     problem.headers = {"Retry-After": "1"}
     return problem
 
