@@ -112,7 +112,7 @@ class Nemesis:
         for row in rows:
             with contextlib.suppress(ValueError, ProcessLookupError):
                 if (
-                    host := groups.get(os.getpgid(int(str(row["worker_id"]).rpartition(":")[2])))
+                    host := groups.get(os.getpgid(int(str(row["worker_id"]).rpartition("-")[2])))
                 ) is not None:
                     return host
         return None

@@ -15,6 +15,7 @@ from orchestrator.mail import models as _mail  # noqa: F401
 from orchestrator.runner import models as _runner  # noqa: F401
 from orchestrator.settings import get_settings, to_asyncpg_url
 from orchestrator.tasks import models as _tasks  # noqa: F401
+from orchestrator.workers import models as _workers  # noqa: F401
 
 config = context.config
 target_metadata = Base.metadata

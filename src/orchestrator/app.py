@@ -45,6 +45,7 @@ from orchestrator.web.docs import docs_router, swagger_ui_plugin
 from orchestrator.web.json_only import json_bodies_only
 from orchestrator.web.problems import internal_error_handler, problem_details_config
 from orchestrator.web.transactions import committed_session
+from orchestrator.workers.controllers import WorkerController
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -144,6 +145,7 @@ def _protected() -> Router:
             TaskController,
             LeadTaskController,
             JobTypeController,
+            WorkerController,
             saq_ui_controller(),
         ],
         middleware=[DefineMiddleware(ApiKeyMiddleware)],

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     redis_timeout_s: float = Field(default=5.0, gt=0, description="Connect, and wait for a pooled connection")
     worker_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     worker_concurrency: int = Field(default=20, ge=1, description="Jobs run at once per worker process")
+    worker_db_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="PostgreSQL connections per worker process; unset: concurrency + 2, at most 30",
+    )
+    worker_db_max_overflow: int = Field(default=10, ge=0, description="Extra connections per worker process")
+    worker_heartbeat_s: int = Field(
+        default=5, ge=1, description="How often a worker process says it is alive (GET /workers, the SAQ UI)"
+    )
     task_lease_s: float = Field(
         default=15.0, gt=0, description="A PROCESSING task not renewed this long is lost"
     )

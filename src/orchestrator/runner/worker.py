@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from saq import Worker
-from saq.types import Context
+from saq.types import Context, WorkerInfo
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from orchestrator.db import engine_options, prepare
@@ -19,8 +20,12 @@ from orchestrator.job import registry_for
 from orchestrator.queue import RUN_TASK, make_queue
 from orchestrator.runner.execute import Runner
 from orchestrator.runner.reconciler import reconcile_forever
+from orchestrator.workers import registry as workers
+from orchestrator.workers.registry import WorkerIdentity
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from orchestrator.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -35,9 +40,27 @@ class PromptWorker(Worker[Context]):
     event, and `stop()` waits for them as for jobs: every SIGTERM cost the whole grace period.
     They hold no work, so they are cancelled first; the job tasks keep their grace."""
 
-    def __init__(self, *args: Any, grace_s: int, **kwargs: Any) -> None:
-        super().__init__(*args, shutdown_grace_period_s=grace_s, **kwargs)
-        self.grace_s = grace_s
+    def __init__(
+        self, *args: Any, grace_s: int, identity: WorkerIdentity, engine: AsyncEngine, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, id=identity.id, shutdown_grace_period_s=grace_s, **kwargs)
+        self.grace_s, self.identity, self.engine = grace_s, identity, engine
+
+    async def worker_info(self, ttl: int = 60) -> WorkerInfo:
+        """SAQ's heartbeat, which its UI lists, and ours in PostgreSQL, which outlives Redis and
+        shows a worker that stopped beating."""
+        running = len(self.job_task_contexts)
+        self._metadata = {
+            "host": self.identity.host,
+            "pid": self.identity.pid,
+            "concurrency": self.concurrency,
+            "running": running,
+        }
+        try:
+            await workers.beat(self.engine, self.identity, running)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("worker %s: heartbeat not written to PostgreSQL: %r", self.id, exc)
+        return await super().worker_info(ttl)
 
     async def stop(self) -> None:
         # A stop that waits out the grace period for running jobs looks like a hang; say so.
@@ -62,10 +85,24 @@ async def serve(settings: Settings, concurrency: int) -> None:
     """Run until SIGTERM/SIGINT; in-flight jobs get `shutdown_grace_s`, the rest are handed back."""
     # Claims and completions are batched; each running job still renews its lease. Keep
     # processes x (pool + overflow) under PostgreSQL's max_connections.
-    options = engine_options(settings) | {"pool_size": min(concurrency + 2, 30), "max_overflow": 10}
+    pool_size = settings.worker_db_pool_size or min(concurrency + 2, 30)
+    options = engine_options(settings) | {
+        "pool_size": pool_size,
+        "max_overflow": settings.worker_db_max_overflow,
+    }
     engine = prepare(create_async_engine(settings.sqlalchemy_url, **options), settings)
     queue = make_queue(settings)
-    worker_id = f"{socket.gethostname()}:{os.getpid()}"
+    # No colon: SAQ's UI finds a worker's info by the last `:`-separated part of its Redis key.
+    host = socket.gethostname().replace(":", "-")
+    identity = WorkerIdentity(
+        id=f"{host}-{os.getpid()}",
+        host=host,
+        pid=os.getpid(),
+        queue=settings.queue_name,
+        concurrency=concurrency,
+        heartbeat_s=settings.worker_heartbeat_s,
+    )
+    worker_id = identity.id
     # Each transition is one statement: in autocommit it costs one round trip. Not through a
     # transaction pooler, which may hand a statement's parse and its execution, made outside a
     # transaction, to two different server connections.
@@ -84,12 +121,15 @@ async def serve(settings: Settings, concurrency: int) -> None:
     background: list[asyncio.Task[None]] = []
 
     async def startup(_: Context) -> None:
+        await workers.started(transitions_engine, identity)
         background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
 
     async def shutdown(_: Context) -> None:
         # Writes that end attempts, and effects under way (an SMTP exchange), finish first.
         await runner.drain(timeout_s=DRAIN_S)
+        with contextlib.suppress(SQLAlchemyError, OSError):  # then it shows as lost, not stopped
+            await workers.stopped(transitions_engine, worker_id)
         for loop in background:
             loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,7 +141,8 @@ async def serve(settings: Settings, concurrency: int) -> None:
     worker = PromptWorker(
         queue,
         functions=[(RUN_TASK, runner.run_task)],
-        id=worker_id,
+        identity=identity,
+        engine=transitions_engine,
         concurrency=concurrency,
         startup=startup,
         shutdown=shutdown,
@@ -111,7 +152,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         cancellation_hard_deadline_s=5.0,
         # sweep: SAQ's own stuck-job check. Our leases and the reconciler do that job from
         # PostgreSQL; SAQ's sweep only tidies Redis, so once a minute is plenty.
-        timers={"schedule": 1, "sweep": 60, "abort": 1, "worker_info": 10},
+        timers={"schedule": 1, "sweep": 60, "abort": 1, "worker_info": settings.worker_heartbeat_s},
         dequeue_timeout=1.0,
     )
     await queue.connect()

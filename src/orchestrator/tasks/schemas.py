@@ -132,7 +132,7 @@ class TaskRead(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     updated_at: dt.datetime
-    worker_id: str | None = Field(description="host:pid of the worker that last claimed it")
+    worker_id: str | None = Field(description="host-pid of the worker that last claimed it (GET /workers)")
 
 
 class TaskDetail(TaskRead):

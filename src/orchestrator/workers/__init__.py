@@ -1,0 +1,1 @@
+"""Worker processes as an operator sees them: each one's heartbeat in PostgreSQL."""
