@@ -40,11 +40,16 @@ bench: $(VENV)  ## the API against an equal-work raw handler (wrk), then jobs en
 	$(UV) run --locked python -m load.bench_api $(BENCH_API_ARGS)
 	$(UV) run --locked python load/bench_runner.py $(BENCH_RUNNER_ARGS)
 
-lint: $(VENV)  ## ruff, mypy --strict, and the import contracts (layers, no cycles) in pyproject.toml
+lint: $(VENV)  ## ruff, mypy --strict, the import contracts in pyproject.toml, and promtool on ops/prometheus
+	@.ci/system-packages
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy
 	$(UV) run --locked lint-imports --no-cache
+	@if command -v promtool >/dev/null; then \
+		promtool check config ops/prometheus/prometheus.yml && promtool test rules ops/prometheus/alerts_test.yml; \
+	elif [ "$${CI:-}" = true ]; then echo "promtool is missing (Debian package prometheus)" >&2; exit 1; \
+	else echo "note: promtool is missing (Debian package prometheus): alert rules not checked" >&2; fi
 
 format: $(VENV)
 	$(UV) run --locked ruff check --fix .

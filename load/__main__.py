@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-workers", type=int, default=None, help="Default: one per CPU")
     parser.add_argument("--worker-processes", type=int, default=None, help="Default: one per CPU")
     parser.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="Run the service with METRICS_PORT=0 (to measure what metrics cost)",
+    )
+    parser.add_argument(
         "--out", default=None, help="Reports folder (default: load/results/<time>-<scenario>)"
     )
     args = parser.parse_args(argv)

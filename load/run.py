@@ -82,7 +82,9 @@ async def _run(
     args: argparse.Namespace, out: Path, third_parties: dict[str, str]
 ) -> tuple[Stack, int, int, Verdict, list[Fault]]:
     cpus = os.cpu_count() or 1
-    stack = Stack(Settings(), out, args.api_workers or cpus, args.worker_processes or cpus, third_parties)
+    stack = Stack(
+        Settings(), out, args.api_workers or cpus, args.worker_processes or cpus, third_parties, args.metrics
+    )
     faults: list[Fault] = []
     locust: asyncio.subprocess.Process | None = None
     print(f"load test ({args.scenario}): starting the service; reports in {out}", flush=True)
@@ -106,6 +108,7 @@ async def _run(
                 else None
             )
             locust_code = await locust.wait()
+        await stack.save_metrics(out / "metrics.txt")
         if chaos is not None:
             await chaos
         memory.cancel()

@@ -8,6 +8,7 @@ run it against their own servers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
+import httpx
 import redis.asyncio as aioredis
 
 from load import LOAD_RATE_LIMIT
@@ -51,6 +53,7 @@ class Stack:
         api_workers: int,
         worker_processes: int,
         third_parties: dict[str, str] | None = None,
+        metrics: bool = True,
     ) -> None:
         self.settings, self.out = settings, out
         self.third_parties = third_parties or {}  # the SMTP server and the CRM the jobs talk to
@@ -59,6 +62,7 @@ class Stack:
         # On a shared Redis, our own queue: flushing it touches nobody else's keys.
         self.queue_name = "orchestrator" if self.owns_redis else f"load-{uuid.uuid4().hex[:8]}"
         self.port = free_port()
+        self.metrics_port = free_port() if metrics else 0
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.database_url = self.redis_url = ""
         self.running_settings = settings  # with the URLs of the servers, once they run
@@ -79,6 +83,14 @@ class Stack:
     def stop_servers(self) -> None:
         self._servers.close()
 
+    async def save_metrics(self, path: Path) -> None:
+        """The service's Prometheus endpoint as the load leaves it (nothing when metrics are off)."""
+        if not self.metrics_port:
+            return
+        with contextlib.suppress(httpx.HTTPError):
+            async with httpx.AsyncClient(timeout=10) as client:
+                path.write_text((await client.get(f"http://127.0.0.1:{self.metrics_port}/metrics")).text)
+
     async def start_service(self) -> None:
         env = (
             os.environ
@@ -91,6 +103,7 @@ class Stack:
                 "EMAIL_OUTBOX_DIR": str(self.out / "outbox"),
                 "PYTHONUNBUFFERED": "1",
                 "TEST_JOB_TYPES": "true",  # the profile submits noop tasks
+                "METRICS_PORT": str(self.metrics_port),
             }
             | self.third_parties
         )

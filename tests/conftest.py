@@ -71,6 +71,8 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         shutdown_grace_s=5,
         api_rate_limit=TEST_RATE_LIMIT,
         api_key_failure_limit=TEST_RATE_LIMIT,
+        # Off unless a test asks for it: every process of the session would want the one port.
+        metrics_port=0,
     )
 
 

@@ -17,10 +17,12 @@ from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsPlugin
+from litestar.plugins.prometheus import PrometheusConfig
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from orchestrator import metrics
 from orchestrator.auth.live_keys import LiveKeys
 from orchestrator.auth.middleware import ApiKeyMiddleware, authorize
 from orchestrator.auth.rate_limit import RateLimiter
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """One app per process: Granian calls this in every worker, so engines and clients are per worker."""
     settings = settings or get_settings()
     engine = prepare(create_async_engine(settings.sqlalchemy_url, **engine_options(settings)), settings)
+    metrics.watch_pool(engine, "api")
     alchemy = SQLAlchemyAsyncConfig(
         engine_instance=engine,
         # A plain session maker: advanced-alchemy's own adds listeners to every session, one of
@@ -112,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={Exception: internal_error_handler},
         after_response=deliver,
         before_send=[AllowEveryMethod()],
+        middleware=[HTTP_METRICS.middleware] if settings.metrics_port else [],
         signature_namespace=saq_ui_signature_namespace,
         lifespan=[per_process],
         request_max_body_size=settings.max_request_body_bytes,
@@ -129,6 +133,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ),
     )
 
+
+# Requests by route template (never the raw path: ids would make a series each), method, status.
+HTTP_METRICS = PrometheusConfig(app_name="orchestrator", prefix="orchestrator_http", group_path=True)
 
 SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     "bearer": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer <API key>"),

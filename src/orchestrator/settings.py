@@ -148,6 +148,16 @@ class Settings(BaseSettings):
         return self
 
     log_level: str = "INFO"
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the Prometheus endpoint; loopback unless opened on purpose",
+    )
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of the Prometheus endpoint of `up`, `api` and `worker` (each its own); 0: off",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -31,6 +31,7 @@ def service_env() -> dict[str, str]:
         "API_RATE_LIMIT": TEST_RATE_LIMIT,
         "API_KEY_FAILURE_LIMIT": TEST_RATE_LIMIT,
         "TEST_JOB_TYPES": "true",
+        "METRICS_PORT": "0",
     }
 
 

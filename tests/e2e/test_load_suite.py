@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,11 @@ async def test_plain_run_passes_every_request_and_loses_nothing(
     memory = summary["run"]["memory"]
     assert set(memory) == {"API worker", "job worker"}, memory
     assert all(20 < kind["end_mib"] < 2048 for kind in memory.values()), memory
+    # The service's Prometheus endpoint, scraped as Locust stopped: what the run did is counted.
+    scraped = (tmp_path / "metrics.txt").read_text()
+    counted = [line for line in scraped.splitlines() if re.search(r"\} [1-9]", line)]
+    assert any("orchestrator_tasks_total{" in line and 'event="completed"' in line for line in counted)
+    assert any("orchestrator_http_requests_total{" in line and 'path="/leads"' in line for line in counted)
 
 
 @pytest.mark.timeout(300)

@@ -94,7 +94,24 @@ def compose() -> dict:
 
 def test_compose_publishes_ports_on_this_machine_only():
     published = [port for service in compose()["services"].values() for port in service.get("ports", [])]
-    assert published == ["127.0.0.1:8000:8000"]
+    assert published == ["127.0.0.1:8000:8000", "127.0.0.1:9090:9090"]  # the API, Prometheus
+
+
+def test_compose_restarts_what_runs_and_prometheus_scrapes_the_api_and_the_workers():
+    services = compose()["services"]
+    for name in ("postgres", "redis", "worker", "api", "prometheus"):
+        assert services[name]["restart"] == "unless-stopped", name
+    assert services["migrate"]["restart"] == "no"
+    scraped = yaml.safe_load((ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in scraped["scrape_configs"]
+        for config in job["static_configs"]
+        for target in config["targets"]
+    }
+    port = services["api"]["environment"].get("METRICS_PORT", "9464")
+    assert targets == {f"api:{port}", f"worker:{port}"}
+    assert services["api"]["environment"]["METRICS_HOST"] == "0.0.0.0"  # noqa: S104  (compose's network)
 
 
 def test_compose_takes_the_database_password_from_the_environment():

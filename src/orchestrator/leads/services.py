@@ -11,10 +11,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
+from orchestrator import metrics
 from orchestrator.errors import Conflict, NotFound, PreconditionFailed, RefusedChange, Unprocessable
 from orchestrator.etags import if_match_allows, if_match_versions
 from orchestrator.json_bounds import check_bounds
 from orchestrator.leads.models import Lead, LeadStatus
+from orchestrator.metrics import TaskEvent
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
 
@@ -101,6 +103,8 @@ class SyncedWrites:
         params["task_max_attempts"] = job_type.retry.max_attempts
         try:
             row = (await self.session.execute(statement, params)).one_or_none()
+            if row is not None:
+                metrics.task_event(CRM_SYNC_JOB, TaskEvent.SUBMITTED)
         except IntegrityError as exc:
             _refuse_conflict(exc)
             raise

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from orchestrator import metrics
 from orchestrator.db import server_away, sqlstate, transient
 from orchestrator.errors import PermanentError, Unprocessable
 from orchestrator.job import JobContext, Superseded, Suspend
+from orchestrator.metrics import TaskEvent
 from orchestrator.queue import Delivery, enqueue
 from orchestrator.runner.batching import Batcher
 from orchestrator.runner.wakeups import wake_workflows
@@ -49,6 +51,7 @@ MAX_HAND_BACKS = 20
 # trigger's RAISE): written again, alone or later, it is refused again.
 REFUSED_ROW = ("22", "23", "54", "P0001")
 STATEMENT_TIMEOUT = "57014"
+ENDS = {TaskStatus.FAILED: TaskEvent.FAILED, TaskStatus.RETRY: TaskEvent.RETRIED}
 
 
 @dataclass
@@ -106,6 +109,10 @@ class Runner:
             task = await self._claim_when_due(_uuid(task_id))
         if task is None:
             return  # duplicate, late or cancelled delivery: nothing to run
+        metrics.task_event(task.type, TaskEvent.STARTED)
+        # Both by the database's clock: the claim's now() and when the attempt was due.
+        waited_s = (task.updated_at - task.run_at).total_seconds()
+        metrics.QUEUE_WAIT_SECONDS.labels(task.type).observe(max(0.0, waited_s))
         try:
             checked = self.registry.check(task.type, task.payload)
         except Unprocessable as exc:
@@ -157,7 +164,10 @@ class Runner:
             protect=self._tracked,
             timeout_s=timeout_s,
         )
+        clock = asyncio.get_running_loop().time
+        started, run_seconds = clock(), metrics.RUN_SECONDS.labels(task.type)
         handler = asyncio.create_task(job_type.handler(context, payload))
+        handler.add_done_callback(lambda _: run_seconds.observe(clock() - started))
         lost = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(task, handler, lost))
         try:
@@ -204,7 +214,9 @@ class Runner:
             return
         if not landed:
             logger.info("task %s: completion refused; it was cancelled or taken over", task.id)
-        elif task.parent_id is not None:
+            return
+        metrics.task_event(task.type, TaskEvent.COMPLETED)
+        if task.parent_id is not None:
             await self._wake(task.parent_id)
 
     async def _record_success(self, task: Moved, result: str) -> bool:
@@ -329,7 +341,10 @@ class Runner:
             )
         if moved is None:
             logger.info("task %s: its end was refused; it was cancelled or taken over", task.id)
-        elif moved.status == TaskStatus.FAILED and moved.parent_id is not None:
+            return None
+        if (what := ENDS.get(moved.status)) is not None:
+            metrics.task_event(moved.type, what)
+        if moved.status == TaskStatus.FAILED and moved.parent_id is not None:
             await self._wake(moved.parent_id)
         return moved
 

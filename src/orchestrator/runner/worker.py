@@ -15,6 +15,7 @@ from saq.types import Context, WorkerInfo
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
+from orchestrator import metrics
 from orchestrator.db import engine_options, prepare
 from orchestrator.job import registry_for
 from orchestrator.queue import RUN_TASK, make_queue
@@ -91,6 +92,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         "max_overflow": settings.worker_db_max_overflow,
     }
     engine = prepare(create_async_engine(settings.sqlalchemy_url, **options), settings)
+    metrics.watch_pool(engine, "worker")
     queue = make_queue(settings)
     # No colon: SAQ's UI finds a worker's info by the last `:`-separated part of its Redis key.
     host = socket.gethostname().replace(":", "-")

@@ -10,7 +10,9 @@ from sqlalchemy import ARRAY, Uuid, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from orchestrator import metrics
 from orchestrator.errors import Conflict, NotFound, Unprocessable
+from orchestrator.metrics import TaskEvent
 from orchestrator.pagination import page
 from orchestrator.tasks import transitions
 from orchestrator.tasks.models import LEAD_KEY, Task
@@ -167,6 +169,7 @@ async def cancel_task(session: AsyncSession, deliveries: Deliveries, task_id: uu
     """PENDING | RETRY | PROCESSING -> CANCELLED, and every unfinished step under it (a
     workflow's); a running handler stops at its next heartbeat."""
     task = await _move(session, transitions.CANCEL, task_id, "cancel")
+    metrics.task_event(task.type, TaskEvent.CANCELLED)
     await transitions.cancel_steps(session, task_id, {"by": "api", "with": str(task_id)})
     if task.parent_id is not None and (attempts := await transitions.wake(session, task.parent_id)):
         deliveries.add_due(task.parent_id, attempts)  # its workflow sees the cancel now, not at its poll
@@ -180,6 +183,7 @@ async def retry_task(
     job_type = registry.get((await get_task(session, task_id)).type)
     fresh = job_type.retry.max_attempts if job_type is not None else 1
     task = await _move(session, transitions.REQUEUE, task_id, "retry", fresh_attempts=fresh)
+    metrics.task_event(task.type, TaskEvent.REQUEUED)
     deliveries.add(task)
     return task
 

@@ -21,6 +21,8 @@ from sqlalchemy import ARRAY, Double, Integer, Text, Uuid, bindparam, select, te
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from uuid_utils.compat import uuid7
 
+from orchestrator import metrics
+from orchestrator.metrics import TaskEvent
 from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TaskStatus
 
@@ -176,6 +178,8 @@ async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
         "timeouts": [task.timeout_s for task in new],
     }
     by_id = {task.id: task for task in (await session.scalars(RECORD_MANY, params)).all()}
+    for task in new:
+        metrics.task_event(task.type, TaskEvent.SUBMITTED)
     return [by_id[task_id] for task_id in ids]
 
 
@@ -324,6 +328,7 @@ async def record(
         "run_at": run_at,
     }
     task: Task = (await session.scalars(RECORD, params)).one()
+    metrics.task_event(type, TaskEvent.SUBMITTED)
     return task
 
 
@@ -344,6 +349,7 @@ async def move(
 
 @dataclass(frozen=True)
 class Expired:
+    count: int
     again: list[tuple[uuid.UUID, int]]
     """(task id, attempts) of those that will run again."""
     ended_steps_of: list[uuid.UUID]
@@ -354,6 +360,7 @@ async def expire_leases(db: Executor) -> Expired:
     """Expire every lost lease."""
     rows = (await db.execute(EXPIRE_LEASES)).all()
     return Expired(
+        count=len(rows),
         again=[(row.id, row.attempts) for row in rows if row.status == "RETRY"],
         ended_steps_of=[
             row.parent_id for row in rows if row.status == "FAILED" and row.parent_id is not None

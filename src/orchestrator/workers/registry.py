@@ -46,16 +46,17 @@ _BEAT = text(
     """
 )
 _STOPPED = text("UPDATE workers SET running = 0, stopped_at = now() WHERE id = :id")
-_LIST = text(
-    """
-    SELECT id, host, pid, queue, concurrency, running, started_at, last_seen_at, stopped_at,
-           extract(epoch FROM now() - last_seen_at)::float AS last_seen_s,
-           CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
+_STATE = """CASE WHEN stopped_at IS NOT NULL THEN 'stopped'
                 WHEN last_seen_at > now() - make_interval(secs => heartbeat_s * :missed_beats) THEN 'live'
-                ELSE 'lost' END AS state
+                ELSE 'lost' END"""
+_LIST = text(
+    f"""
+    SELECT id, host, pid, queue, concurrency, running, started_at, last_seen_at, stopped_at,
+           extract(epoch FROM now() - last_seen_at)::float AS last_seen_s, {_STATE} AS state
     FROM workers ORDER BY host, pid
-    """
+    """  # noqa: S608  (a constant)
 )
+_STATES = text(f"SELECT {_STATE} AS state, count(*) AS n FROM workers GROUP BY 1")  # noqa: S608
 
 
 async def started(engine: AsyncEngine, worker: WorkerIdentity) -> None:
@@ -76,3 +77,9 @@ async def stopped(engine: AsyncEngine, worker_id: str) -> None:
 
 async def listed(connection: AsyncConnection) -> list[dict[str, Any]]:
     return [dict(row) for row in (await connection.execute(_LIST, {"missed_beats": MISSED_BEATS})).mappings()]
+
+
+async def states(connection: AsyncConnection) -> dict[str, int]:
+    """How many workers are live, stopped and lost."""
+    counted = {row.state: row.n for row in await connection.execute(_STATES, {"missed_beats": MISSED_BEATS})}
+    return {state: counted.get(state, 0) for state in ("live", "stopped", "lost")}
