@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,7 +31,8 @@ from orchestrator.runner.execute import Runner
 from orchestrator.tasks.status import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Collection
+    from collections.abc import AsyncIterator, Collection, Iterator
+    from http.server import ThreadingHTTPServer
     from pathlib import Path
 
     from litestar import Litestar
@@ -65,6 +67,17 @@ async def in_process_runner(settings: Settings, job_packages: list[str]) -> Asyn
     finally:
         await queue.disconnect()
         await engine.dispose()
+
+
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[ThreadingHTTPServer]:
+    """A local HTTP server a test plays a third party with, in a thread, closed afterwards."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def one_worker(settings: Settings, log: Path, **extra_env: str) -> Service:

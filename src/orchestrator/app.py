@@ -12,17 +12,18 @@ from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State  # noqa: TC002  (Litestar reads it at runtime)
 from litestar.di import Provide
-from litestar.logging import LoggingConfig
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig
+from opentelemetry import trace
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.auth.live_keys import LiveKeys
 from orchestrator.auth.middleware import ApiKeyMiddleware, authorize
 from orchestrator.auth.rate_limit import RateLimiter
@@ -30,6 +31,7 @@ from orchestrator.db import engine_options, prepare
 from orchestrator.health import HealthController
 from orchestrator.job import registry_for
 from orchestrator.leads.controllers import LeadController, LeadTaskController
+from orchestrator.logs import configure_logging
 from orchestrator.openapi import exact_request_schemas
 from orchestrator.queue import make_queue
 from orchestrator.rates import parse_limit
@@ -46,11 +48,14 @@ from orchestrator.web.deliveries import deliver, request_deliveries
 from orchestrator.web.docs import docs_router, swagger_ui_plugin
 from orchestrator.web.json_only import json_bodies_only
 from orchestrator.web.problems import internal_error_handler, problem_details_config
+from orchestrator.web.request_ids import RequestIds
 from orchestrator.web.transactions import committed_session
 from orchestrator.workers.controllers import WorkerController
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from litestar.plugins import PluginProtocol
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -58,6 +63,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
     engine = prepare(create_async_engine(settings.sqlalchemy_url, **engine_options(settings)), settings)
     metrics.watch_pool(engine, "api")
+    plugins: list[PluginProtocol] = []
+    if tracing.start(settings, "orchestrator-api"):
+        plugins.append(OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=trace.get_tracer_provider())))
     alchemy = SQLAlchemyAsyncConfig(
         engine_instance=engine,
         # A plain session maker: advanced-alchemy's own adds listeners to every session, one of
@@ -98,11 +106,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             with contextlib.suppress(RedisError, OSError):
                 await app.state.queue.disconnect()
 
-    return Litestar(
+    if not logging.getLogger().handlers:  # a worker process spawned, not forked, by Granian
+        configure_logging(settings.log_level, settings.log_format)
+    app = Litestar(
         route_handlers=[HealthController, saq_ui_static(), _protected()],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             ProblemDetailsPlugin(problem_details_config(settings.max_request_body_bytes)),
+            *plugins,
         ],
         dependencies={
             "db_session": Provide(committed_session),
@@ -127,11 +138,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
             render_plugins=[swagger_ui_plugin()],
             components=Components(security_schemes=SECURITY_SCHEMES),
         ),
-        logging_config=LoggingConfig(
-            root={"level": logging.getLevelName(settings.log_level.upper()), "handlers": ["queue_listener"]},
-            log_exceptions="debug",
-        ),
+        # The process's own logging (orchestrator.logs), set up by the command before Granian
+        # forks its workers; the catch-all exception handler logs what it answers with a 500.
+        logging_config=None,
     )
+    app.asgi_handler = RequestIds(app.asgi_handler, access_log=settings.access_log)
+    return app
 
 
 # Requests by route template (never the raw path: ids would make a series each), method, status.

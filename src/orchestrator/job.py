@@ -74,7 +74,7 @@ class JobContext:
     lead_id: uuid.UUID | None
     sessions: async_sessionmaker[AsyncSession]
     settings: Settings
-    logger: logging.LoggerAdapter[logging.Logger]
+    logger: logging.Logger  # its lines carry the task's id, type, attempt and worker
     http: httpx.AsyncClient
     deliver: Callable[[Sequence[Deliverable]], Awaitable[None]]
     """Enqueue tasks the handler recorded (in a transaction it has committed)."""

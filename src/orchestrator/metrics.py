@@ -47,6 +47,7 @@ RECONCILER_ROUNDS = Counter(
     "orchestrator_reconciler_rounds", "Reconciler rounds led (one per interval in all)"
 )
 # limit: "key" (a key's own rate), "wrong_keys" (an address's failed keys)
+RETENTION_DELETED = Counter("orchestrator_retention_deleted", "Finished tasks deleted after TASK_RETENTION")
 RATE_LIMITED = Counter("orchestrator_rate_limited", "Requests refused with 429", ["limit"])
 for _limit in ("key", "wrong_keys"):  # served from 0, so that a rate sees the first refusal
     RATE_LIMITED.labels(_limit)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -92,6 +93,10 @@ class Settings(BaseSettings):
         description="Age before a due task is checked; a job dequeued this long ago and not yet claimed"
         " is delivered again, so it must outlast a slow claim",
     )
+    task_retention: str = Field(
+        default="30d",
+        description="How long finished tasks (and their history) are kept, e.g. 30d, 12h; 0: forever",
+    )
     shutdown_grace_s: int = Field(default=10, ge=0, description="SIGTERM: time for in-flight jobs to finish")
     saq_job_ttl_s: int = Field(default=60, ge=1, description="How long Redis keeps a finished job for the UI")
 
@@ -116,6 +121,17 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         # `DATABASE_URL=` in a copied .env means "not set" (embedded servers), not a URL to parse.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("task_retention")
+    @classmethod
+    def _retention_parses(cls, value: str) -> str:
+        duration_s(value)  # its ValueError names what is wrong
+        return value
+
+    @property
+    def task_retention_s(self) -> float | None:
+        """TASK_RETENTION in seconds; None: kept forever."""
+        return duration_s(self.task_retention) or None
 
     @field_validator("email_allowed_domains")
     @classmethod
@@ -148,6 +164,14 @@ class Settings(BaseSettings):
         return self
 
     log_level: str = "INFO"
+    log_format: Literal["json", "console"] | None = Field(
+        default=None,
+        description="Log lines as JSON or for a terminal; unset: JSON unless stderr is a terminal",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OpenTelemetry collector (OTLP over HTTP); unset: tracing off"
+    )
+    access_log: bool = Field(default=False, description="One log line per HTTP request, with its id")
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Address of the Prometheus endpoint; loopback unless opened on purpose",
@@ -171,6 +195,19 @@ class Settings(BaseSettings):
         if self.redis_url is None:
             raise RuntimeError("REDIS_URL is not set and no embedded server was started")
         return self.redis_url
+
+
+DURATION = re.compile(r"(\d+)([smhd])")
+UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_s(value: str) -> float:
+    """'30d', '12h', '90m', '45s' or '0' (none) in seconds."""
+    if value.strip() == "0":
+        return 0.0
+    if (match := DURATION.fullmatch(value.strip())) is None:
+        raise ValueError(f"not a duration: {value!r} (write it like 30d, 12h, 90m or 45s; 0 for none)")
+    return float(int(match[1]) * UNIT_S[match[2]])
 
 
 def to_asyncpg_url(url: str) -> str:

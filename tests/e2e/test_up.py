@@ -43,6 +43,8 @@ async def test_up_runs_on_embedded_servers_keeps_data_and_cleans_up(service_env,
     key = (data_dir / "dev-api-key").read_text().strip()
     assert key != "orch_stale"
     assert f"API key (admin, kept in {data_dir / 'dev-api-key'}): {key}" in up.log.read_text()
+    # What an operator needs at start-up, and no more: not a line per Alembic plugin loaded.
+    assert "plugin" not in up.log.read_text()
     assert (data_dir / "dev-api-key").stat().st_mode & 0o077 == 0  # the owner's alone
     async with httpx.AsyncClient(base_url=up.base_url, headers=bearer(key)) as client:
         created = await client.post("/leads", json=lead_body(company="Embedded"))

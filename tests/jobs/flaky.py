@@ -25,6 +25,7 @@ class FlakyPayload(BaseModel):
 async def handle(ctx: JobContext, payload: FlakyPayload) -> dict[str, Any]:
     marker = Path(payload.marker_dir) / f"{ctx.task_id}.{ctx.attempt}.{uuid.uuid4().hex}.started"
     marker.write_text("")
+    ctx.logger.info("flaky: attempt %d started", ctx.attempt)
     try:
         await asyncio.sleep(payload.sleep_s)
     except asyncio.CancelledError:

@@ -13,7 +13,8 @@ from orchestrator.logs import configure_logging
 @click.group()
 def main() -> None:
     """orchestrator: leads and durable jobs over HTTP."""
-    configure_logging(load_settings().log_level)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 for command in (up, api, worker, migrate, apikey):

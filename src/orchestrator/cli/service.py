@@ -111,6 +111,12 @@ def serve_api(settings: Settings, *, workers: int | None, host: str, port: int) 
         # A worker still importing when SIGTERM lands misses it; do not wait for it forever.
         workers_kill_timeout=10,
         log_access=False,
+        # Granian's own lines (workers started, stopped) through the root handler: one format.
+        log_dictconfig={
+            "version": 1,
+            "disable_existing_loggers": False,
+            "loggers": {"_granian": {"propagate": True}},
+        },
     )
     click.echo(f"orchestrator API on {_base_url(host, port)}")
     server.serve()

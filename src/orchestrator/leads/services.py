@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from uuid_utils.compat import uuid7
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.errors import Conflict, NotFound, PreconditionFailed, RefusedChange, Unprocessable
 from orchestrator.etags import if_match_allows, if_match_versions
 from orchestrator.json_bounds import check_bounds
@@ -99,7 +99,7 @@ class SyncedWrites:
 
     async def _written(self, statement: Any, params: dict[str, Any]) -> Row[Any] | None:
         job_type = self.registry[CRM_SYNC_JOB]
-        params |= {"task_id": uuid7(), "task_type": CRM_SYNC_JOB}
+        params |= {"task_id": uuid7(), "task_type": CRM_SYNC_JOB, "trace_context": tracing.traceparent()}
         params["task_max_attempts"] = job_type.retry.max_attempts
         try:
             row = (await self.session.execute(statement, params)).one_or_none()

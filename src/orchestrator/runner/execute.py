@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
+from structlog.contextvars import bound_contextvars
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.db import server_away, sqlstate, transient
 from orchestrator.errors import PermanentError, Unprocessable
 from orchestrator.job import JobContext, Superseded, Suspend
@@ -113,6 +114,15 @@ class Runner:
         # Both by the database's clock: the claim's now() and when the attempt was due.
         waited_s = (task.updated_at - task.run_at).total_seconds()
         metrics.QUEUE_WAIT_SECONDS.labels(task.type).observe(max(0.0, waited_s))
+        # Every log line of this attempt, the handler's own included, says which it is.
+        context = {"task_id": str(task.id), "task_type": task.type, "attempt": task.attempts}
+        with (
+            bound_contextvars(**context, worker_id=self.worker_id),
+            tracing.attempt_span(task.type, task.trace_context, **context),
+        ):
+            await self._attempt(task)
+
+    async def _attempt(self, task: Moved) -> None:
         try:
             checked = self.registry.check(task.type, task.payload)
         except Unprocessable as exc:
@@ -157,7 +167,7 @@ class Runner:
             lead_id=task.lead_id,
             sessions=self.sessions,
             settings=self.settings,
-            logger=logging.LoggerAdapter(logging.getLogger(f"jobs.{task.type}"), {"task_id": str(task.id)}),
+            logger=logging.getLogger(f"jobs.{task.type}"),
             http=self.http,
             deliver=self._deliver,
             job_types=self.registry,

@@ -23,7 +23,7 @@ def _worker_main(concurrency: int) -> None:
     from orchestrator.settings import get_settings
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     uvloop.run(serve(settings, concurrency))
 
 

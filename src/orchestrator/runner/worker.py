@@ -15,12 +15,13 @@ from saq.types import Context, WorkerInfo
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.db import engine_options, prepare
 from orchestrator.job import registry_for
 from orchestrator.queue import RUN_TASK, make_queue
 from orchestrator.runner.execute import Runner
 from orchestrator.runner.reconciler import reconcile_forever
+from orchestrator.runner.retention import retention_forever
 from orchestrator.workers import registry as workers
 from orchestrator.workers.registry import WorkerIdentity
 
@@ -93,6 +94,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
     }
     engine = prepare(create_async_engine(settings.sqlalchemy_url, **options), settings)
     metrics.watch_pool(engine, "worker")
+    tracing.start(settings, "orchestrator-worker")
     queue = make_queue(settings)
     # No colon: SAQ's UI finds a worker's info by the last `:`-separated part of its Redis key.
     host = socket.gethostname().replace(":", "-")
@@ -125,6 +127,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
     async def startup(_: Context) -> None:
         await workers.started(transitions_engine, identity)
         background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))
+        background.append(asyncio.create_task(retention_forever(transitions_engine, settings)))
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
 
     async def shutdown(_: Context) -> None:

@@ -55,6 +55,8 @@ class Task(Timestamped, Base):
     finished_at: Mapped[dt.datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
+    # The W3C traceparent of the request that wrote it: each attempt's run continues that trace.
+    trace_context: Mapped[str | None] = mapped_column(String(100))
 
     # Loaded only when asked for (selectinload): a lazy load would be hidden I/O in async code.
     history: Mapped[list[TaskEvent]] = relationship(order_by="TaskEvent.id", lazy="raise", viewonly=True)
@@ -83,6 +85,12 @@ class Task(Timestamped, Base):
             postgresql_where=text("parent_id IS NOT NULL"),
         ),
         Index("ix_tasks_created_at_id", "created_at", "id"),
+        # Retention's scan: the oldest finished tasks first, without reading the waiting ones.
+        Index(
+            "ix_tasks_finished_at",
+            "finished_at",
+            postgresql_where=text("status IN ('COMPLETED', 'FAILED', 'CANCELLED')"),
+        ),
     )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import ARRAY, Double, Integer, Text, Uuid, bindparam, select, te
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from uuid_utils.compat import uuid7
 
-from orchestrator import metrics
+from orchestrator import metrics, tracing
 from orchestrator.metrics import TaskEvent
 from orchestrator.tasks.models import Task
 from orchestrator.tasks.status import TaskStatus
@@ -53,6 +53,7 @@ class Moved:
     parent_id: uuid.UUID | None
     run_at: dt.datetime
     updated_at: dt.datetime
+    trace_context: str | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Moved:
@@ -69,12 +70,13 @@ class Moved:
             parent_id=row.parent_id,
             run_at=row.run_at,
             updated_at=row.updated_at,
+            trace_context=row.trace_context,
         )
 
 
 # What every single-task transition returns: the task as it left it, and the status it had.
 _MOVED = """t.id, t.type, t.status, old.status AS from_status, t.payload, t.attempts, t.max_attempts,
-              t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at"""
+              t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context"""
 
 
 def _with_event(update: str) -> TextClause:
@@ -101,9 +103,9 @@ RECORD = select(Task).from_statement(
         f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
-                               step, timeout_s, run_at)
+                               step, timeout_s, run_at, trace_context)
             VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :step,
-                    :timeout_s, coalesce(:run_at, now()))
+                    :timeout_s, coalesce(:run_at, now()), :trace_context)
             RETURNING *
         ), event AS (
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
@@ -117,6 +119,7 @@ RECORD = select(Task).from_statement(
         bindparam("run_at", type_=TIMESTAMP(timezone=True)),
         bindparam("timeout_s", type_=Double),
         bindparam("step", type_=Integer),
+        bindparam("trace_context", type_=Text),
     )
     .columns(*Task.__table__.columns)
 )
@@ -127,9 +130,10 @@ RECORD_MANY = select(Task).from_statement(
     text(
         f"""
         WITH task AS (
-            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at, timeout_s)
+            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at, timeout_s,
+                               trace_context)
             SELECT id, type, 'PENDING', CAST(payload AS JSONB), 0, max_attempts, lead_id,
-                   coalesce(run_at, now()), timeout_s
+                   coalesce(run_at, now()), timeout_s, CAST(:trace_context AS TEXT)
             FROM unnest(:ids, :types, :payloads, :max_attempts, :lead_ids, :run_ats, :timeouts)
                 AS given (id, type, payload, max_attempts, lead_id, run_at, timeout_s)
             RETURNING *
@@ -176,6 +180,7 @@ async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
         "lead_ids": [task.lead_id for task in new],
         "run_ats": [task.run_at for task in new],
         "timeouts": [task.timeout_s for task in new],
+        "trace_context": tracing.traceparent(),
     }
     by_id = {task.id: task for task in (await session.scalars(RECORD_MANY, params)).all()}
     for task in new:
@@ -192,10 +197,11 @@ def recorded_with(write: str, *, lead_column: str) -> TextClause:
     return text(f"""
         WITH written AS ({write}
         ), task AS (
-            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at)
+            INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at,
+                               trace_context)
             SELECT :task_id, :task_type, 'PENDING',
                    jsonb_build_object('lead_id', written.{lead_column}::text), 0, :task_max_attempts,
-                   written.{lead_column}, now()
+                   written.{lead_column}, now(), CAST(:trace_context AS TEXT)
             FROM written
             RETURNING id, attempts
         ), event AS (
@@ -326,6 +332,7 @@ async def record(
         "step": step,
         "timeout_s": timeout_s,
         "run_at": run_at,
+        "trace_context": tracing.traceparent(),
     }
     task: Task = (await session.scalars(RECORD, params)).one()
     metrics.task_event(type, TaskEvent.SUBMITTED)
@@ -394,7 +401,7 @@ CLAIM_MANY = text(
         FROM wanted AS w
         WHERE t.id = w.id AND t.status IN ('PENDING', 'RETRY')
         RETURNING t.id, t.type, t.status, w.status AS from_status, t.payload, t.attempts, t.max_attempts,
-                  t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at
+                  t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
         SELECT id, from_status, status, attempts, :worker FROM moved
