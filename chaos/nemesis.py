@@ -111,9 +111,7 @@ class Nemesis:
         groups = {self.hosts.services[host].pid: host for host in WORKER_HOSTS}
         for row in rows:
             with contextlib.suppress(ValueError, ProcessLookupError):
-                if (
-                    host := groups.get(os.getpgid(int(str(row["worker_id"]).rpartition("-")[2])))
-                ) is not None:
+                if (host := groups.get(os.getpgid(int(str(row["worker_id"]).rsplit("-", 2)[1])))) is not None:
                     return host
         return None
 

@@ -185,22 +185,27 @@ async def bench(args: argparse.Namespace, scratch: Path) -> dict[str, dict[str, 
                 "TEST_JOB_TYPES": "true",  # POST /tasks submits noop
             }
             wrk_env = env | {"BENCH_KEY": key, "BENCH_IDS": str(ids)}
-            raw_port, our_port = free_port(), free_port()
+            raw_port = free_port()
             raw = start_raw(raw_port, args.api_workers, env, scratch / "raw.log")
-            ours = Service(
-                ["api", "--workers", str(args.api_workers), "--port", str(our_port)],
-                env,
-                scratch / "api.log",
-                our_port,
-            )
-            ours.start()
-            assert ours.process is not None
-            servers_under_test = {"raw": (raw_port, raw.pid), "orchestrator": (our_port, ours.process.pid)}
+            # Ours as deployed (its metrics on) and, to state what they cost, with them off.
+            variants = {"orchestrator": str(free_port())} | ({"no metrics": "0"} if args.metrics_cost else {})
+            ours: dict[str, Service] = {}
+            for name, metrics_port in variants.items():
+                port = free_port()
+                arguments = ["api", "--workers", str(args.api_workers), "--port", str(port)]
+                log = scratch / f"api-{name.replace(' ', '-')}.log"
+                ours[name] = Service(arguments, env | {"METRICS_PORT": metrics_port}, log, port)
+                ours[name].start()
+            servers_under_test = {"raw": (raw_port, raw.pid)} | {
+                name: (service.port or 0, service.process.pid if service.process else 0)
+                for name, service in ours.items()
+            }
+            logs = {"raw": scratch / "raw.log"} | {name: service.log for name, service in ours.items()}
             try:
-                for log, (port, _) in zip(("raw.log", "api.log"), servers_under_test.values(), strict=True):
-                    await wait_serving(port, f"/leads/{a_lead}", key, scratch / log)
+                for name, (port, _) in servers_under_test.items():
+                    await wait_serving(port, f"/leads/{a_lead}", key, logs[name])
                 figures: dict[str, dict[str, list[Figure]]] = {
-                    route: {"raw": [], "orchestrator": []} for route in args.routes
+                    route: {name: [] for name in servers_under_test} for route in args.routes
                 }
                 for route in args.routes:
                     for _ in range(args.rounds):
@@ -213,10 +218,12 @@ async def bench(args: argparse.Namespace, scratch: Path) -> dict[str, dict[str, 
                 return figures
             finally:
                 raw.terminate()
+                for service in ours.values():
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        service.stop()
+                    service.kill_leftovers()
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    ours.stop()
                     raw.wait(30)
-                ours.kill_leftovers()
 
 
 def report(args: argparse.Namespace, figures: dict[str, dict[str, list[Figure]]]) -> None:
@@ -238,6 +245,10 @@ def report(args: argparse.Namespace, figures: dict[str, dict[str, list[Figure]]]
         )
         if raw.errors or ours.errors:
             print(f"  errors (non-2xx or socket): raw {raw.errors}, ours {ours.errors}")
+        if "no metrics" in by_server:
+            bare = _median(by_server["no metrics"])
+            cost = ours.rps / bare.rps
+            print(f"  {'':14} metrics off: {bare.rps:.0f} req/s; with metrics / without = {cost:.2f}")
 
 
 def _median(figures: list[Figure]) -> Figure:
@@ -263,6 +274,11 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--leads", type=int, default=5000, help="leads for the PUTs and GETs to pick from")
     parser.add_argument(
         "--profile", metavar="DIR", help="sample one API worker of each server with py-spy into DIR"
+    )
+    parser.add_argument(
+        "--metrics-cost",
+        action="store_true",
+        help="also run ours with METRICS_PORT=0, to state what metrics cost",
     )
     parser.add_argument(
         "--routes", type=lambda value: value.split(","), default=list(ROUTES), help=",".join(ROUTES)

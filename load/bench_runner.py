@@ -41,6 +41,13 @@ from orchestrator.embedded import embedded_services
 from orchestrator.queue import make_queue
 from orchestrator.settings import Settings
 
+# Heap (with TOAST) and indexes of the two tables a task lives in.
+STORAGE = """
+    SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM task_events) AS events,
+           pg_table_size('tasks') AS tasks_bytes, pg_indexes_size('tasks') AS tasks_index_bytes,
+           pg_table_size('task_events') AS events_bytes, pg_indexes_size('task_events') AS events_index_bytes
+"""
+
 
 async def _noop(_: Any) -> None:
     return None
@@ -176,6 +183,7 @@ async def bench_orchestrator(
                 " WHERE created_at >= to_timestamp($1)",
                 low_start,
             )
+            storage = dict(await db.fetchrow(STORAGE))
     finally:
         await db.close()
         for service in services:
@@ -190,6 +198,7 @@ async def bench_orchestrator(
         "http_p99_ms": 1000 * _percentile(sorted(http_latencies), 0.99),
         "e2e_p50_ms": 1000 * statistics.median(end_to_end),
         "e2e_p99_ms": 1000 * _percentile(end_to_end, 0.99),
+        "storage": storage,
     }
 
 
@@ -239,6 +248,13 @@ def report(args: argparse.Namespace, raw: float, ours: dict[str, Any]) -> None:
     print(
         f"(c) submit -> COMPLETED, {args.latency_rate:g} tasks/s: "
         f"p50 {ours['e2e_p50_ms']:.1f} ms, p99 {ours['e2e_p99_ms']:.1f} ms"
+    )
+    space, tasks = ours["storage"], ours["storage"]["tasks"]
+    print(
+        f"(d) storage per finished noop task ({tasks} tasks, as autovacuum left them): tasks "
+        f"{space['tasks_bytes'] / tasks:.0f} B + indexes {space['tasks_index_bytes'] / tasks:.0f} B; "
+        f"{space['events'] / tasks:.1f} task_events rows, {space['events_bytes'] / tasks:.0f} B"
+        f" + indexes {space['events_index_bytes'] / tasks:.0f} B"
     )
 
 

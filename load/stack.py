@@ -153,7 +153,7 @@ class Stack:
             await connection.close()
         host = socket.gethostname()
         for row in rows:
-            name, _, pid = row["worker_id"].rpartition("-")
+            name, pid, _nonce = row["worker_id"].rsplit("-", 2)
             # Only a child of our own `up`: never a process of anybody else's.
             if name == host and pid.isdigit() and parent_of(int(pid)) == self.up_pid:
                 os.kill(int(pid), signal.SIGKILL)

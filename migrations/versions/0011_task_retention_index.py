@@ -30,4 +30,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_tasks_finished_at", table_name="tasks")
+    with op.get_context().autocommit_block():
+        op.drop_index("ix_tasks_finished_at", table_name="tasks", postgresql_concurrently=True)

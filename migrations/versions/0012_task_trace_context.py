@@ -17,7 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Nullable, no default: a catalog-only change, no rewrite of a busy table.
+    # Nullable, no default: a catalog-only change, no rewrite of a busy table. It still needs the
+    # table's strongest lock for a moment: waiting for it behind a long query would queue every
+    # claim and renewal behind the wait, so it gives up after 5 s (run the migration again).
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.add_column("tasks", sa.Column("trace_context", sa.String(length=100), nullable=True))
 
 

@@ -126,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={Exception: internal_error_handler},
         after_response=deliver,
         before_send=[AllowEveryMethod()],
-        middleware=[HTTP_METRICS.middleware] if settings.metrics_port else [],
+        middleware=[HTTP_METRICS.middleware] if settings.metrics_port != 0 else [],
         signature_namespace=saq_ui_signature_namespace,
         lifespan=[per_process],
         request_max_body_size=settings.max_request_body_bytes,

@@ -8,6 +8,8 @@ endpoint adds them up: counters of a process that exited still count, so no sum 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import event
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+logger = logging.getLogger(__name__)
 
 # Jobs last from milliseconds to the longest timeout (an hour); queue waits likewise.
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
@@ -59,8 +65,34 @@ DB_CONNECTIONS_IN_USE = Gauge(
 )
 
 
-def task_event(type_: str, what: TaskEvent, count: int = 1) -> None:
-    TASKS.labels(type_, what).inc(count)
+# Every update goes through these: a metric that cannot be written (a full disk under the
+# multiprocess folder) is logged once, and never fails the request or the task it counts.
+def count(counter: Counter, amount: float = 1, *labels: str) -> None:
+    with _never_raising():
+        (counter.labels(*labels) if labels else counter).inc(amount)
+
+
+def observe(histogram: Histogram, value: float, *labels: str) -> None:
+    with _never_raising():
+        histogram.labels(*labels).observe(value)
+
+
+def task_event(type_: str, what: TaskEvent, amount: int = 1) -> None:
+    count(TASKS, amount, type_, what)
+
+
+@contextlib.contextmanager
+def _never_raising() -> Iterator[None]:
+    global _warned
+    try:
+        yield
+    except Exception:
+        if not _warned:
+            _warned = True
+            logger.warning("a metric could not be recorded; metrics may be incomplete", exc_info=True)
+
+
+_warned = False
 
 
 def watch_pool(engine: AsyncEngine, role: str) -> None:
@@ -68,10 +100,12 @@ def watch_pool(engine: AsyncEngine, role: str) -> None:
     gauge = DB_CONNECTIONS_IN_USE.labels(role)
 
     def checked_out(*_: Any) -> None:
-        gauge.inc()
+        with _never_raising():
+            gauge.inc()
 
     def checked_in(*_: Any) -> None:
-        gauge.dec()
+        with _never_raising():
+            gauge.dec()
 
     event.listen(engine.sync_engine.pool, "checkout", checked_out)
     event.listen(engine.sync_engine.pool, "checkin", checked_in)

@@ -125,7 +125,9 @@ class Settings(BaseSettings):
     @field_validator("task_retention")
     @classmethod
     def _retention_parses(cls, value: str) -> str:
-        duration_s(value)  # its ValueError names what is wrong
+        seconds = duration_s(value)  # its ValueError names what is wrong
+        if seconds and not 60 <= seconds <= 3650 * 86400:
+            raise ValueError("TASK_RETENTION: between 1m and 3650d, or 0 to keep finished tasks forever")
         return value
 
     @property
@@ -176,11 +178,11 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         description="Address of the Prometheus endpoint; loopback unless opened on purpose",
     )
-    metrics_port: int = Field(
-        default=9464,
+    metrics_port: int | None = Field(
+        default=None,
         ge=0,
         le=65535,
-        description="Port of the Prometheus endpoint of `up`, `api` and `worker` (each its own); 0: off",
+        description="Prometheus endpoint port; unset: 9464 for `up` and `api`, 9465 for `worker`; 0: off",
     )
 
     @property

@@ -8,12 +8,16 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import SpanKind
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
+    from opentelemetry.context import Context
     from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Link, TraceState
+    from opentelemetry.util.types import Attributes
 
     from orchestrator.settings import Settings
 
@@ -33,12 +37,19 @@ def start(settings: Settings, service_name: str, exporter: SpanExporter | None =
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
     from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased
 
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    # Spans leave in batches from a thread of their own; a test's exporter gets each at once.
-    processor = BatchSpanProcessor(OTLPSpanExporter()) if exporter is None else SimpleSpanProcessor(exporter)
+    resource = Resource.create({"service.name": service_name})
+    provider = TracerProvider(resource=resource, sampler=ParentBased(root=WorkOnly()))
+    # Spans leave in batches from a thread of their own. The endpoint is the setting's (which
+    # may come from .env, where the SDK would not look), with OTLP's path for traces.
+    if exporter is None:
+        endpoint = f"{str(settings.otel_exporter_otlp_endpoint).rstrip('/')}/v1/traces"
+        processor: SpanProcessor = BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint))
+    else:
+        processor = SimpleSpanProcessor(exporter)
     provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     # asyncpg, not SQLAlchemy: the SQLAlchemy instrumentation refuses SQLAlchemy 2.1.
@@ -70,3 +81,28 @@ def attempt_span(task_type: str, parent: str | None, /, **attributes: Any) -> It
         f"run {task_type}", context=context, kind=SpanKind.CONSUMER, attributes=attributes
     ):
         yield
+
+
+class WorkOnly(Sampler):
+    """A trace starts at a request (SERVER) or a task's run (CONSUMER), never at a lone Redis or
+    SQL call: SAQ polls Redis every second per worker, the reconciler and the lease renewals
+    query PostgreSQL, and each would be a trace of its own."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        decision = Decision.RECORD_AND_SAMPLE if kind in WORK else Decision.DROP
+        return SamplingResult(decision, attributes if decision == Decision.RECORD_AND_SAMPLE else None)
+
+    def get_description(self) -> str:
+        return "WorkOnly"
+
+
+WORK = (SpanKind.SERVER, SpanKind.CONSUMER)

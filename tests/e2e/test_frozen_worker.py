@@ -24,7 +24,7 @@ async def test_a_frozen_attempt_woken_after_the_task_completed_elsewhere_changes
         frozen.start()
         task_id = await submit(api, "flaky", {"marker_dir": str(markers), "sleep_s": 2.0})
         running = await wait_for(api, task_id, {"PROCESSING"}, timeout_s=60)
-        paused = int(running["worker_id"].rsplit("-", 1)[1])
+        paused = int(running["worker_id"].rsplit("-", 2)[1])
         os.kill(paused, signal.SIGSTOP)  # mid-handler, holding attempt 1
 
         other.start()  # its reconciler expires the lease; it runs attempt 2

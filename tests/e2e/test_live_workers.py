@@ -74,7 +74,7 @@ async def test_the_saq_ui_lists_each_live_worker_with_its_host_process_and_runni
     for worker_id, info in ours.items():
         assert info["metadata"]["host"] == socket.gethostname()
         assert info["metadata"]["concurrency"] == 10
-        assert worker_id == f"{socket.gethostname()}-{info['metadata']['pid']}"
+        assert worker_id.startswith(f"{socket.gethostname()}-{info['metadata']['pid']}-")
     for task in tasks:
         assert (await wait_for(api, task, timeout_s=60))["status"] == "COMPLETED"
 
@@ -113,7 +113,7 @@ async def test_get_workers_shows_live_stopped_and_lost_workers_from_postgresql(a
         seen = await until(settled, timeout_s=30)
         (pid,) = pids["alive"]
         live = seen[pid]
-        assert live["id"] == f"{socket.gethostname()}-{pid}"
+        assert live["id"].startswith(f"{socket.gethostname()}-{pid}-")
         assert live["host"] == socket.gethostname()
         assert live["concurrency"] == 4
         assert live["queue"] == settings.queue_name

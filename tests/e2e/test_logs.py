@@ -63,4 +63,4 @@ async def test_every_line_of_a_job_carries_its_task_type_attempt_and_worker(api,
     for line in started:
         assert line["logger"] == "jobs.flaky"
         assert line["task_type"] == "flaky"
-        assert line["worker_id"].rpartition("-")[2].isdigit()
+        assert line["worker_id"].rsplit("-", 2)[1].isdigit()

@@ -116,7 +116,7 @@ async def test_worker_killed_mid_job_is_retried_and_finishes(api, markers, setti
     async with asyncio.timeout(10):
         while not runs(markers, task_id):  # noqa: ASYNC110  (a file another process writes)
             await asyncio.sleep(0.02)
-    os.kill(int(running["worker_id"].rsplit("-", 1)[1]), signal.SIGKILL)
+    os.kill(int(running["worker_id"].rsplit("-", 2)[1]), signal.SIGKILL)
 
     task = await wait_for(api, task_id, timeout_s=40)
     assert task["status"] == "COMPLETED"

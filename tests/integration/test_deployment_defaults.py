@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.cli.exporter import API_PORT, WORKER_PORT
+
 ROOT = Path(__file__).resolve().parents[2]
 NO_KEY = {"Authorization": ""}
 
@@ -104,13 +106,14 @@ def test_compose_restarts_what_runs_and_prometheus_scrapes_the_api_and_the_worke
     assert services["migrate"]["restart"] == "no"
     scraped = yaml.safe_load((ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())
     targets = {
-        target
+        f"{name}:{config['port']}"
         for job in scraped["scrape_configs"]
-        for config in job["static_configs"]
-        for target in config["targets"]
+        for config in job["dns_sd_configs"]
+        for name in config["names"]
     }
-    port = services["api"]["environment"].get("METRICS_PORT", "9464")
-    assert targets == {f"api:{port}", f"worker:{port}"}
+    assert "METRICS_PORT" not in services["api"]["environment"]  # each command's own default
+    assert targets == {f"api:{API_PORT}", f"worker:{WORKER_PORT}"}
+    assert f"127.0.0.1:{WORKER_PORT}/metrics" in str(services["worker"]["healthcheck"]["test"])
     assert services["api"]["environment"]["METRICS_HOST"] == "0.0.0.0"  # noqa: S104  (compose's network)
 
 

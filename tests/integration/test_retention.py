@@ -87,30 +87,29 @@ async def test_old_finished_tasks_go_with_their_rows_and_nothing_else_does(engin
     assert await remaining(engine, gone + kept) == set(kept)
 
 
-async def test_a_workflow_goes_after_its_steps_and_a_running_workflow_keeps_its_steps(engine):
+async def test_a_workflow_goes_whole_with_its_steps_or_not_at_all(engine):
+    # Finished long ago, with steps and a nested workflow's steps: all of it goes, in one batch.
     parent = await task(engine, "COMPLETED", OLD)
-    steps = [await task(engine, "COMPLETED", OLD, parent, step) for step in (1, 2)]
+    nested = await task(engine, "COMPLETED", OLD, parent, 1)
+    done = [parent, nested, await task(engine, "COMPLETED", OLD, parent, 2)]
+    done += [await task(engine, "FAILED", OLD, nested, step) for step in (1, 2)]
+    # Still running, or sent back through the API with an old finished_at left set: it needs its steps.
     running = await task(engine, "PROCESSING", None)
-    running_steps = [await task(engine, "COMPLETED", OLD, running, 1)]
-    # Sent back through the API with an old finished_at left set: waiting again, it needs its steps.
     sent_back = await task(engine, "PENDING", OLD)
-    running_steps += [await task(engine, "COMPLETED", OLD, sent_back, 1)]
+    # Finished long ago, but with a step not finished, or one finished recently: it stays whole.
+    unfinished_step = await task(engine, "CANCELLED", OLD)
+    recent_step = await task(engine, "COMPLETED", OLD)
     recent = await task(engine, "FAILED", RECENT)
-    recent_steps = [await task(engine, "COMPLETED", OLD, recent, 1)]
-    every = [parent, *steps, running, sent_back, *running_steps, recent, *recent_steps]
+    kept = [running, sent_back, unfinished_step, recent_step, recent]
+    kept += [await task(engine, "COMPLETED", OLD, parent_id, 1) for parent_id in kept]
+    kept += [await task(engine, "PROCESSING", None, unfinished_step, 2)]
+    # Its one unfinished step was sent back, and its old finished_at left set.
+    step_sent_back = await task(engine, "FAILED", OLD)
+    kept += [step_sent_back, await task(engine, "PENDING", OLD, step_sent_back, 1)]
+    kept += [await task(engine, "COMPLETED", RECENT, recent_step, 2)]
 
     await retention_once(engine, KEEP_S, interval_s=0)
-    # The steps went first; their workflow stays until a later batch finds it without steps.
-    assert await remaining(engine, every) == {
-        parent,
-        running,
-        sent_back,
-        *running_steps,
-        recent,
-        *recent_steps,
-    }
-    await retention_once(engine, KEEP_S, interval_s=0)
-    assert await remaining(engine, every) == {running, sent_back, *running_steps, recent, *recent_steps}
+    assert await remaining(engine, done + kept) == set(kept)
 
 
 async def test_a_task_sent_back_while_retention_runs_is_kept(engine):

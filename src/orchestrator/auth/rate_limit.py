@@ -65,14 +65,14 @@ class RateLimiter:
         """Count one request of `caller`; 429 with Retry-After when its limit is spent."""
         limit = caller.rate_limit or self._default
         if limit is not None and not await self._hit(limit, f"key:{caller.key_id}"):
-            metrics.RATE_LIMITED.labels("key").inc()
+            metrics.count(metrics.RATE_LIMITED, 1, "key")
             await self._refuse(limit, f"key:{caller.key_id}", "This API key's rate limit")
 
     async def count_failure(self, address: str) -> None:
         """A wrong key from `address`: 429 when its wrong keys are spent, so that a guesser is
         told to stop rather than told which keys are wrong."""
         if not await self._hit(self._failures, f"failed:{address}"):
-            metrics.RATE_LIMITED.labels("wrong_keys").inc()
+            metrics.count(metrics.RATE_LIMITED, 1, "wrong_keys")
             await self._refuse(
                 self._failures, f"failed:{address}", "Too many wrong API keys from this address: the limit"
             )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,14 +36,28 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCRAPE_TIMEOUT_S = 2.0
+# One reading serves every scrape (and health check) within this: PostgreSQL sees at most one
+# connection and one query from this endpoint at a time, however often it is asked.
+READING_TTL_S = 10.0
+DUE_COUNTED = 100_000  # a backlog larger than this shows as this many: its count stays cheap
 
-# Uses the partial index of due tasks: its cost grows with the backlog, not with the table.
+# The oldest due tasks first (the partial index ix_tasks_due, in run_at order), at most
+# DUE_COUNTED of them: their count by type, and each type's oldest.
 DUE = text(
     """
     SELECT type, count(*) AS due, extract(epoch FROM now() - min(run_at))::float AS oldest_s
-    FROM tasks WHERE status IN ('PENDING', 'RETRY') AND run_at <= now() GROUP BY type
+    FROM (SELECT type, run_at FROM tasks WHERE status IN ('PENDING', 'RETRY') AND run_at <= now()
+          ORDER BY run_at LIMIT :counted) AS due
+    GROUP BY type
     """
 )
+
+
+@dataclass(frozen=True)
+class Reading:
+    at: float
+    due: list[Any]
+    workers: dict[str, int]
 
 
 class Processes(Collector):
@@ -66,6 +83,8 @@ class Backlog(Collector):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.lock = threading.Lock()
+        self.reading: Reading | None = None
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily("orchestrator_database_up", "PostgreSQL answered this scrape's queries")
@@ -77,18 +96,25 @@ class Backlog(Collector):
         )
         workers = GaugeMetricFamily("orchestrator_workers", "Worker processes by state", labels=["state"])
         try:
-            due_rows, worker_states = asyncio.run(self._read())
+            reading = self._fresh_reading()
         except Exception as exc:  # a scrape must answer; the failure is the metric
             logger.warning("metrics: PostgreSQL did not answer: %r", exc)
             up.add_metric([], 0)
             return [up]
         up.add_metric([], 1)
-        for row in due_rows:
+        for row in reading.due:
             due.add_metric([row.type], row.due)
             oldest.add_metric([row.type], row.oldest_s)
-        for state, count in worker_states.items():
+        for state, count in reading.workers.items():
             workers.add_metric([state], count)
         return [up, due, oldest, workers]
+
+    def _fresh_reading(self) -> Reading:
+        with self.lock:  # the HTTP server answers each scrape in a thread of its own
+            if self.reading is None or time.monotonic() - self.reading.at > READING_TTL_S:
+                due_rows, worker_states = asyncio.run(self._read())
+                self.reading = Reading(time.monotonic(), due_rows, worker_states)
+            return self.reading
 
     async def _read(self) -> tuple[list[Any], dict[str, int]]:
         engine = create_async_engine(
@@ -96,7 +122,7 @@ class Backlog(Collector):
         )
         try:
             async with asyncio.timeout(SCRAPE_TIMEOUT_S), engine.connect() as connection:
-                due_rows = (await connection.execute(DUE)).all()
+                due_rows = (await connection.execute(DUE, {"counted": DUE_COUNTED})).all()
                 worker_states = await worker_registry.states(connection)
             return list(due_rows), worker_states
         finally:

@@ -24,10 +24,16 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 FOLDER_PREFIX = "orchestrator-metrics-"
 
 
-def serve_metrics(settings: Settings, *, from_database: bool) -> None:
+# Each command its own port unless METRICS_PORT says otherwise: an API and a worker on one host
+# (two systemd units, say) both serve their metrics out of the box.
+API_PORT, WORKER_PORT = 9464, 9465
+
+
+def serve_metrics(settings: Settings, default_port: int, *, from_database: bool) -> None:
     """Before any API or job worker process starts: give them a fresh folder for their values,
     and serve the sum at METRICS_HOST:METRICS_PORT/metrics from a thread of this process."""
-    if settings.metrics_port == 0:
+    port = default_port if settings.metrics_port is None else settings.metrics_port
+    if port == 0:
         return
     if "prometheus_client" in sys.modules:  # its processes would each keep their values to themselves
         raise RuntimeError("prometheus_client was imported before its multiprocess folder was set")
@@ -41,24 +47,23 @@ def serve_metrics(settings: Settings, *, from_database: bool) -> None:
     if from_database:
         registry.register(Backlog(settings))
     try:
-        start_http_server(settings.metrics_port, settings.metrics_host, registry=registry)
+        start_http_server(port, settings.metrics_host, registry=registry)
     except OSError as exc:
         raise StartupError(
-            f"METRICS_PORT: cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}"
+            f"METRICS_PORT: cannot serve metrics on {settings.metrics_host}:{port}"
             f" ({exc.strerror}); give each command on this host its own port, or 0 to turn metrics off"
         ) from None
-    logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    logger.info("metrics on http://%s:%d/metrics", settings.metrics_host, port)
 
 
 def _fresh_folder() -> Path:
-    """This command's folder, removed when it exits; those of commands that were killed go now."""
+    """This command's folder (a name nobody can guess, ours alone), removed when it exits; those
+    of commands that were killed go now."""
     base = Path(tempfile.gettempdir())
-    for old in base.glob(f"{FOLDER_PREFIX}*"):
-        pid = old.name.removeprefix(FOLDER_PREFIX)
-        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+    for old in base.glob(f"{FOLDER_PREFIX}*-*"):
+        pid = old.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)) and old.lstat().st_uid == os.getuid():
             shutil.rmtree(old, ignore_errors=True)
-    folder = base / f"{FOLDER_PREFIX}{os.getpid()}"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return folder

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, NoReturn
 import click
 
 from orchestrator.cli.apikeys import DEV_KEY_FILE, dev_key
-from orchestrator.cli.exporter import serve_metrics
+from orchestrator.cli.exporter import API_PORT, WORKER_PORT, serve_metrics
 from orchestrator.cli.startup import check_database, check_port, check_redis, load_settings
 from orchestrator.schema import migrate_to_head
 from orchestrator.settings import Settings, get_settings
@@ -46,7 +46,7 @@ def up(workers: int | None, host: str | None, port: int | None) -> None:
     with embedded_services(configured) as settings:
         _export(settings)
         migrate_to_head(settings)
-        serve_metrics(settings, from_database=True)
+        serve_metrics(settings, API_PORT, from_database=True)
         _announce_keys(settings, dev_machine, _base_url(host, port))
         job_workers = WorkerProcesses(settings.worker_processes, settings.worker_concurrency)
         job_workers.start()
@@ -66,7 +66,7 @@ def worker(processes: int | None, concurrency: int | None) -> None:
     settings = _require_urls(load_settings())
     check_database(settings, migrated=True)
     check_redis(settings)
-    serve_metrics(settings, from_database=True)
+    serve_metrics(settings, WORKER_PORT, from_database=True)
     job_workers = WorkerProcesses(
         processes or settings.worker_processes, concurrency or settings.worker_concurrency
     )
@@ -82,7 +82,7 @@ def api(workers: int | None, host: str | None, port: int | None) -> None:
     settings = _require_urls(load_settings())
     host, port = host or settings.api_host, port or settings.api_port
     check_port(host, port)
-    serve_metrics(settings, from_database=False)
+    serve_metrics(settings, API_PORT, from_database=False)
     serve_api(settings, workers=workers, host=host, port=port)
 
 

@@ -4,6 +4,7 @@ go together in the next. No timer, so a lone write waits for nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -33,7 +34,9 @@ class Batcher(Generic[ItemT, ResultT]):
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
+            # A context of its own: the flush serves every caller, so it must not carry (in log
+            # lines and spans) the task id bound by whichever caller happened to start it.
+            self._drainer = asyncio.create_task(self._drain(), context=contextvars.Context())
         return future
 
     def busy(self) -> list[asyncio.Task[None]]:

@@ -113,7 +113,7 @@ class Runner:
         metrics.task_event(task.type, TaskEvent.STARTED)
         # Both by the database's clock: the claim's now() and when the attempt was due.
         waited_s = (task.updated_at - task.run_at).total_seconds()
-        metrics.QUEUE_WAIT_SECONDS.labels(task.type).observe(max(0.0, waited_s))
+        metrics.observe(metrics.QUEUE_WAIT_SECONDS, max(0.0, waited_s), task.type)
         # Every log line of this attempt, the handler's own included, says which it is.
         context = {"task_id": str(task.id), "task_type": task.type, "attempt": task.attempts}
         with (
@@ -175,9 +175,11 @@ class Runner:
             timeout_s=timeout_s,
         )
         clock = asyncio.get_running_loop().time
-        started, run_seconds = clock(), metrics.RUN_SECONDS.labels(task.type)
+        started = clock()
         handler = asyncio.create_task(job_type.handler(context, payload))
-        handler.add_done_callback(lambda _: run_seconds.observe(clock() - started))
+        handler.add_done_callback(
+            lambda _: metrics.observe(metrics.RUN_SECONDS, clock() - started, task.type)
+        )
         lost = asyncio.Event()
         keeper = asyncio.create_task(self._keep_lease(task, handler, lost))
         try:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from orchestrator import metrics
 from orchestrator.db import sqlstate
 from orchestrator.idempotency import forget_expired
+from orchestrator.metrics import TaskEvent
 from orchestrator.queue import Delivery, enqueue
 from orchestrator.runner.wakeups import wake_workflows
 from orchestrator.tasks.transitions import expire_leases
@@ -107,14 +108,16 @@ async def reconcile_once(
             led = (await db.execute(ROUND, {"interval_s": settings.reconcile_interval_s})).first()
             if led is None:
                 return None
-        metrics.RECONCILER_ROUNDS.inc()
+        metrics.count(metrics.RECONCILER_ROUNDS)
     except DBAPIError as exc:
         if sqlstate(exc) != LOCK_NOT_AVAILABLE:
             raise
         return None  # a process frozen mid-round holds the row: skip, its session will end
     async with _step(engine) as db:
         expired = await expire_leases(db)
-    metrics.LEASE_EXPIRIES.inc(expired.count)
+    metrics.count(metrics.LEASE_EXPIRIES, len(expired.outcomes))
+    for task_type, status in expired.outcomes:  # their attempts ended here, not in a worker
+        metrics.task_event(task_type, TaskEvent.RETRIED if status == "RETRY" else TaskEvent.FAILED)
     await wake_workflows(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)
     async with _step(engine) as db:
         await forget_expired(db)
@@ -128,7 +131,7 @@ async def reconcile_once(
         due = [Delivery(row.id, row.attempts) for row in rows]
     redeliver = await _undelivered(queue, due, settings.reconcile_grace_s) if due else []
     enqueued = await enqueue(queue, redeliver, settings.saq_job_ttl_s) if redeliver else 0
-    metrics.REDELIVERIES.inc(enqueued)
+    metrics.count(metrics.REDELIVERIES, enqueued)
     if enqueued:
         logger.info("reconciler: delivered %d task(s) again", enqueued)
     await _finish_left_behind(engine, queue, settings.reconcile_grace_s)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +59,13 @@ class PromptWorker(Worker[Context]):
             "concurrency": self.concurrency,
             "running": running,
         }
+        # Redis first, kept for three beats: a slow PostgreSQL must not blank the SAQ UI's list.
+        info = await super().worker_info(ttl * 3)
         try:
             await workers.beat(self.engine, self.identity, running)
         except (SQLAlchemyError, OSError) as exc:
             logger.warning("worker %s: heartbeat not written to PostgreSQL: %r", self.id, exc)
-        return await super().worker_info(ttl)
+        return info
 
     async def stop(self) -> None:
         # A stop that waits out the grace period for running jobs looks like a hang; say so.
@@ -99,7 +102,9 @@ async def serve(settings: Settings, concurrency: int) -> None:
     # No colon: SAQ's UI finds a worker's info by the last `:`-separated part of its Redis key.
     host = socket.gethostname().replace(":", "-")
     identity = WorkerIdentity(
-        id=f"{host}-{os.getpid()}",
+        # host-pid, and a nonce: a container restarted with the same hostname and pid (or two
+        # sharing the host's network and name) is another worker, with a row of its own.
+        id=f"{host}-{os.getpid()}-{secrets.token_hex(2)}",
         host=host,
         pid=os.getpid(),
         queue=settings.queue_name,
@@ -125,7 +130,10 @@ async def serve(settings: Settings, concurrency: int) -> None:
     background: list[asyncio.Task[None]] = []
 
     async def startup(_: Context) -> None:
-        await workers.started(transitions_engine, identity)
+        try:
+            await workers.started(transitions_engine, identity)
+        except (SQLAlchemyError, OSError) as exc:  # the beats write the row once it answers
+            logger.warning("worker %s: not registered in PostgreSQL yet: %r", worker_id, exc)
         background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))
         background.append(asyncio.create_task(retention_forever(transitions_engine, settings)))
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)

@@ -132,7 +132,9 @@ class TaskRead(BaseModel):
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
     updated_at: dt.datetime
-    worker_id: str | None = Field(description="host-pid of the worker that last claimed it (GET /workers)")
+    worker_id: str | None = Field(
+        description="host-pid-nonce of the worker that last claimed it (GET /workers)"
+    )
 
 
 class TaskDetail(TaskRead):

@@ -298,12 +298,12 @@ EXPIRE_LEASES = text(
             finished_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
             run_at = now(), lease_until = NULL, updated_at = now()
         WHERE t.status = 'PROCESSING' AND t.lease_until < now()
-        RETURNING t.id, t.status, t.attempts, t.worker_id, t.parent_id
+        RETURNING t.id, t.type, t.status, t.attempts, t.worker_id, t.parent_id
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, detail)
         SELECT id, 'PROCESSING', status, attempts, worker_id, '{"error": "lease expired"}'::jsonb FROM moved
     )
-    SELECT id, attempts, status, parent_id FROM moved
+    SELECT id, type, attempts, status, parent_id FROM moved
     """
 )
 
@@ -356,7 +356,8 @@ async def move(
 
 @dataclass(frozen=True)
 class Expired:
-    count: int
+    outcomes: list[tuple[str, str]]
+    """(type, RETRY or FAILED) of each task whose lease expired."""
     again: list[tuple[uuid.UUID, int]]
     """(task id, attempts) of those that will run again."""
     ended_steps_of: list[uuid.UUID]
@@ -367,7 +368,7 @@ async def expire_leases(db: Executor) -> Expired:
     """Expire every lost lease."""
     rows = (await db.execute(EXPIRE_LEASES)).all()
     return Expired(
-        count=len(rows),
+        outcomes=[(row.type, row.status) for row in rows],
         again=[(row.id, row.attempts) for row in rows if row.status == "RETRY"],
         ended_steps_of=[
             row.parent_id for row in rows if row.status == "FAILED" and row.parent_id is not None

@@ -44,9 +44,16 @@ class RequestIds:
                 if self.access_log:
                     took_ms = (time.perf_counter() - started) * 1000
                     access.info(
-                        "%s %s %d %.1f ms", scope.get("method"), scope["path"], message["status"], took_ms
+                        "%s %s %d %.1f ms", scope.get("method"), _raw_path(scope), message["status"], took_ms
                     )
             await send(message)
 
         with bound_contextvars(request_id=request_id.decode()):
             await self.app(scope, receive, send_with_id)
+
+
+def _raw_path(scope: Scope) -> str:
+    """The path as sent, still percent-encoded: a decoded one may hold a line break, and forge a
+    log line in the console format."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    return raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)

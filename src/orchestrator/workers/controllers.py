@@ -16,7 +16,7 @@ from orchestrator.workers.registry import MISSED_BEATS, listed
 
 
 class WorkerRead(BaseModel):
-    id: str = Field(description="host-pid, as in a task's worker_id")
+    id: str = Field(description="host-pid-nonce, as in a task's worker_id")
     host: str
     pid: int
     queue: str

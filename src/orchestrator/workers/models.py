@@ -13,7 +13,7 @@ from orchestrator.db import Base
 class WorkerRow(Base):
     __tablename__ = "workers"
 
-    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host-pid, as in tasks.worker_id
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host-pid-nonce, as in tasks.worker_id
     host: Mapped[str] = mapped_column(String(200))
     pid: Mapped[int]
     queue: Mapped[str] = mapped_column(String(200))

@@ -56,7 +56,12 @@ _LIST = text(
     FROM workers ORDER BY host, pid
     """  # noqa: S608  (a constant)
 )
-_STATES = text(f"SELECT {_STATE} AS state, count(*) AS n FROM workers GROUP BY 1")  # noqa: S608
+# For metrics and alerts: a worker stopped or lost counts for an hour after its last beat, so
+# that an alert on lost workers resolves once the replacement has run a while.
+_STATES = text(
+    f"SELECT {_STATE} AS state, count(*) AS n FROM workers"  # noqa: S608  (a constant)
+    " WHERE stopped_at IS NULL OR last_seen_at > now() - interval '1 hour' GROUP BY 1"
+)
 
 
 async def started(engine: AsyncEngine, worker: WorkerIdentity) -> None:
@@ -80,6 +85,6 @@ async def listed(connection: AsyncConnection) -> list[dict[str, Any]]:
 
 
 async def states(connection: AsyncConnection) -> dict[str, int]:
-    """How many workers are live, stopped and lost."""
+    """How many workers are live, and stopped or lost within the last hour."""
     counted = {row.state: row.n for row in await connection.execute(_STATES, {"missed_beats": MISSED_BEATS})}
     return {state: counted.get(state, 0) for state in ("live", "stopped", "lost")}
