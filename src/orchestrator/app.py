@@ -17,7 +17,6 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, Reference, SecurityScheme
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.problem_details import ProblemDetailsPlugin
-from litestar.plugins.prometheus import PrometheusConfig
 from opentelemetry import trace
 from redis.asyncio import Redis  # noqa: TC002  (Litestar reads it at runtime)
 from redis.exceptions import RedisError
@@ -46,9 +45,9 @@ from orchestrator.tasks.controllers import JobTypeController, TaskController
 from orchestrator.web.allow import AllowEveryMethod
 from orchestrator.web.deliveries import deliver, request_deliveries
 from orchestrator.web.docs import docs_router, swagger_ui_plugin
+from orchestrator.web.edge import Edge
 from orchestrator.web.json_only import json_bodies_only
 from orchestrator.web.problems import internal_error_handler, problem_details_config
-from orchestrator.web.request_ids import RequestIds
 from orchestrator.web.transactions import committed_session
 from orchestrator.workers.controllers import WorkerController
 
@@ -126,7 +125,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={Exception: internal_error_handler},
         after_response=deliver,
         before_send=[AllowEveryMethod()],
-        middleware=[HTTP_METRICS.middleware] if settings.metrics_port != 0 else [],
         signature_namespace=saq_ui_signature_namespace,
         lifespan=[per_process],
         request_max_body_size=settings.max_request_body_bytes,
@@ -142,12 +140,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # forks its workers; the catch-all exception handler logs what it answers with a 500.
         logging_config=None,
     )
-    app.asgi_handler = RequestIds(app.asgi_handler, access_log=settings.access_log)
+    http_metrics = settings.metrics_port != 0
+    app.asgi_handler = Edge(app.asgi_handler, http_metrics=http_metrics, access_log=settings.access_log)
     return app
 
-
-# Requests by route template (never the raw path: ids would make a series each), method, status.
-HTTP_METRICS = PrometheusConfig(app_name="orchestrator", prefix="orchestrator_http", group_path=True)
 
 SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
     "bearer": SecurityScheme(type="http", scheme="bearer", description="Authorization: Bearer <API key>"),

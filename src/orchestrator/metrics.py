@@ -37,6 +37,13 @@ class TaskEvent(StrEnum):
     REQUEUED = "requeued"  # a FAILED or CANCELLED task sent back through the API
 
 
+# Requests counted by the histogram's _count; one series per method, route template and status.
+HTTP_SECONDS = Histogram(
+    "orchestrator_http_request_duration_seconds",
+    "HTTP requests: time to the start of the answer",
+    ["method", "path", "status_code"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 TASKS = Counter("orchestrator_tasks", "Task lifecycle events, by job type", ["type", "event"])
 RUN_SECONDS = Histogram(
     "orchestrator_task_run_seconds", "How long an attempt's handler ran", ["type"], buckets=SECONDS

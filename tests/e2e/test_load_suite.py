@@ -78,7 +78,8 @@ async def test_plain_run_passes_every_request_and_loses_nothing(
     scraped = (tmp_path / "metrics.txt").read_text()
     counted = [line for line in scraped.splitlines() if re.search(r"\} [1-9]", line)]
     assert any("orchestrator_tasks_total{" in line and 'event="completed"' in line for line in counted)
-    assert any("orchestrator_http_requests_total{" in line and 'path="/leads"' in line for line in counted)
+    requests = "orchestrator_http_request_duration_seconds_count{"
+    assert any(requests in line and 'path="/leads"' in line for line in counted)
 
 
 @pytest.mark.timeout(300)

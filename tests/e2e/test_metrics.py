@@ -96,18 +96,22 @@ async def test_a_scrape_counts_what_the_api_and_the_workers_did(start_api, own_d
                 assert (await wait_for(api, task, timeout_s=60))["status"] == "COMPLETED"
             assert (await wait_for(api, failing, timeout_s=60))["status"] == "FAILED"
             assert (await api.get("/tasks/not-a-uuid")).status_code in (400, 404)
+            for method in ("FOO", "BAR"):
+                assert (await api.request(method, f"/no/such/{uuid.uuid4()}")).status_code == 404
 
         api_after, worker_after = await scrape(api_port), await scrape(worker_port)
         assert value(api_after, "orchestrator_tasks_total", type="noop", event="submitted") == 11
         assert value(api_after, "orchestrator_tasks_total", type="flaky", event="submitted") == 2
         assert value(api_after, "orchestrator_tasks_total", type="noop", event="cancelled") == 1
         # Both Granian workers' requests, by route template, not by the id in the path.
-        posts = {"method": "POST", "path": "/tasks", "status_code": "202", "app_name": "orchestrator"}
-        assert value(api_after, "orchestrator_http_requests_total", **posts) == 13
-        reads = posts | {"method": "GET", "path": "/tasks/{task_id}", "status_code": "200"}
-        assert value(api_after, "orchestrator_http_requests_total", **reads) >= 12
-        assert not [name for name, labels in api_after if any(task in str(labels) for task in tasks)]
+        posts = {"method": "POST", "path": "/tasks", "status_code": "202"}
         assert value(api_after, "orchestrator_http_request_duration_seconds_count", **posts) == 13
+        reads = posts | {"method": "GET", "path": "/tasks/{task_id}", "status_code": "200"}
+        assert value(api_after, "orchestrator_http_request_duration_seconds_count", **reads) >= 12
+        # No route: one series, whatever path or method a client makes up.
+        unmatched = {"method": "OTHER", "path": "unmatched", "status_code": "404"}
+        assert value(api_after, "orchestrator_http_request_duration_seconds_count", **unmatched) == 2
+        assert not [name for name, labels in api_after if any(task in str(labels) for task in tasks)]
         assert ("orchestrator_db_connections_in_use", frozenset({("role", "api")})) in api_after
 
         events = {
@@ -138,7 +142,7 @@ async def test_a_scrape_counts_what_the_api_and_the_workers_did(start_api, own_d
                 await asyncio.sleep(0.2)
         await service.wait_ready()
         again = await scrape(api_port)
-        assert value(again, "orchestrator_http_requests_total", **posts) == 13
+        assert value(again, "orchestrator_http_request_duration_seconds_count", **posts) == 13
         assert value(again, "orchestrator_tasks_total", type="noop", event="submitted") == 11
     finally:
         worker.kill_leftovers()
