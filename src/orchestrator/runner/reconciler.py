@@ -28,8 +28,10 @@ from orchestrator.tasks.transitions import expire_leases
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from typing import Any
 
     from saq.queue.redis import RedisQueue
+    from sqlalchemy.engine import Row
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from orchestrator.settings import Settings
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 # round's start first leads it; the others, even a moment later, find it too recent and skip.
 ROUND = text(
     """
-    INSERT INTO reconciler_rounds AS r (name, started_at) VALUES ('reconcile', now())
+    INSERT INTO reconciler_rounds AS r (name, started_at) VALUES (:name, now())
     ON CONFLICT (name) DO UPDATE SET started_at = now()
     WHERE r.started_at <= now() - make_interval(secs => :interval_s)
     RETURNING due_after_run_at, due_after_id
@@ -101,18 +103,11 @@ async def reconcile_once(
     or holds stuck, then finish the SAQ jobs that killed workers left ACTIVE. Returns how many
     were enqueued; None when this interval's round is another process's. Each step commits on
     its own: a scan that fails (a statement timeout, Redis away) undoes no step before it."""
-    try:
-        async with _step(engine) as db:
-            await db.execute(ROUND_LOCK_TIMEOUT)
-            # The round's row also says where the last round's due scan stopped.
-            led = (await db.execute(ROUND, {"interval_s": settings.reconcile_interval_s})).first()
-            if led is None:
-                return None
-        metrics.count(metrics.RECONCILER_ROUNDS)
-    except DBAPIError as exc:
-        if sqlstate(exc) != LOCK_NOT_AVAILABLE:
-            raise
-        return None  # a process frozen mid-round holds the row: skip, its session will end
+    # The round's row also says where the last round's due scan stopped.
+    led = await lead_round(engine, "reconcile", settings.reconcile_interval_s)
+    if led is None:
+        return None
+    metrics.count(metrics.RECONCILER_ROUNDS)
     async with _step(engine) as db:
         expired = await expire_leases(db)
     metrics.count(metrics.LEASE_EXPIRIES, len(expired.outcomes))
@@ -136,6 +131,21 @@ async def reconcile_once(
         logger.info("reconciler: delivered %d task(s) again", enqueued)
     await _finish_left_behind(engine, queue, settings.reconcile_grace_s)
     return enqueued
+
+
+async def lead_round(engine: AsyncEngine, name: str, interval_s: float) -> Row[Any] | None:
+    """The round row `name` if this process leads this interval's round, else None (another
+    process led it within the interval, or one frozen mid-round holds the row: skipped, its
+    session will end)."""
+    try:
+        async with _step(engine) as db:
+            await db.execute(ROUND_LOCK_TIMEOUT)
+            led: Row[Any] | None = (await db.execute(ROUND, {"name": name, "interval_s": interval_s})).first()
+            return led
+    except DBAPIError as exc:
+        if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+            raise
+        return None
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import text
 
 from orchestrator import metrics
+from orchestrator.runner.reconciler import lead_round
 
 if TYPE_CHECKING:
     import uuid
@@ -27,14 +28,6 @@ INTERVAL_S = 60.0
 BATCH = 500  # roots: with their trees, a batch may hold some more tasks
 BATCHES_PER_ROUND = 20  # a backlog of old tasks goes over several rounds, never in one long one
 
-ROUND = text(
-    """
-    INSERT INTO reconciler_rounds AS r (name, started_at) VALUES ('retention', now())
-    ON CONFLICT (name) DO UPDATE SET started_at = now()
-    WHERE r.started_at <= now() - make_interval(secs => :interval_s)
-    RETURNING started_at
-    """
-)
 # Whole trees go at once, by their root: a workflow and its steps (nested ones too) leave in one
 # transaction, so that no workflow is ever seen without the steps it ran (a retry of it would
 # run them again). A root is a task with no parent, finished before the cutoff; locked, and
@@ -72,9 +65,8 @@ DELETE_ROOTS = text("DELETE FROM tasks WHERE id = ANY(CAST(:roots AS UUID[]))")
 
 async def retention_once(engine: AsyncEngine, keep_s: float, interval_s: float = INTERVAL_S) -> int | None:
     """One round: how many tasks went; None when this interval's round is another process's."""
-    async with engine.begin() as db:
-        if (await db.execute(ROUND, {"interval_s": interval_s})).first() is None:
-            return None
+    if await lead_round(engine, "retention", interval_s) is None:
+        return None
     deleted = 0
     for _ in range(BATCHES_PER_ROUND):
         async with engine.begin() as db:

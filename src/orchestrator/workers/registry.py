@@ -24,20 +24,10 @@ class WorkerIdentity:
     heartbeat_s: float
 
 
-# A process's first beat: (re)starts its row; a pid reused on the same host is a new process.
-_STARTED = text(
-    """
-    INSERT INTO workers (id, host, pid, queue, concurrency, running, heartbeat_s)
-    VALUES (:id, :host, :pid, :queue, :concurrency, 0, :heartbeat_s)
-    ON CONFLICT (id) DO UPDATE SET
-        host = excluded.host, pid = excluded.pid, queue = excluded.queue,
-        concurrency = excluded.concurrency, running = 0, heartbeat_s = excluded.heartbeat_s,
-        started_at = now(), last_seen_at = now(), stopped_at = NULL
-    """
-)
 # Rows of workers gone a week are dropped when a worker starts: the list is not a history.
 _FORGET = text("DELETE FROM workers WHERE last_seen_at < now() - interval '7 days'")
-# Every later beat. A row removed meanwhile (forgotten, a restored database) is written again.
+# Every beat, the first included (ids carry a nonce: each process has a row of its own). A row
+# removed meanwhile (forgotten, a restored database) is written again.
 _BEAT = text(
     """
     INSERT INTO workers (id, host, pid, queue, concurrency, running, heartbeat_s)
@@ -67,7 +57,7 @@ _STATES = text(
 async def started(engine: AsyncEngine, worker: WorkerIdentity) -> None:
     async with engine.begin() as connection:
         await connection.execute(_FORGET)
-        await connection.execute(_STARTED, asdict(worker))
+        await connection.execute(_BEAT, asdict(worker) | {"running": 0})
 
 
 async def beat(engine: AsyncEngine, worker: WorkerIdentity, running: int) -> None:
