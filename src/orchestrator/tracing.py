@@ -67,6 +67,8 @@ def active() -> bool:
 
 def traceparent() -> str | None:
     """The current span's W3C traceparent, for a task row to carry; None when not tracing."""
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None  # tracing off, or no span: skip the propagators on every task written
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier.get(TRACEPARENT)
