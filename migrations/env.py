@@ -13,6 +13,7 @@ from orchestrator.db import Base
 from orchestrator.leads import models as _leads  # noqa: F401  (registers the tables)
 from orchestrator.mail import models as _mail  # noqa: F401
 from orchestrator.runner import models as _runner  # noqa: F401
+from orchestrator.schedules import models as _schedules  # noqa: F401
 from orchestrator.settings import get_settings, to_asyncpg_url
 from orchestrator.tasks import models as _tasks  # noqa: F401
 from orchestrator.workers import models as _workers  # noqa: F401

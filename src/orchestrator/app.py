@@ -40,6 +40,7 @@ from orchestrator.saq_ui import (
     saq_ui_signature_namespace,
     saq_ui_static,
 )
+from orchestrator.schedules.controllers import ScheduleController
 from orchestrator.settings import Settings, get_settings
 from orchestrator.tasks.controllers import JobTypeController, TaskController
 from orchestrator.web.allow import AllowEveryMethod
@@ -160,6 +161,7 @@ def _protected() -> Router:
             TaskController,
             LeadTaskController,
             JobTypeController,
+            ScheduleController,
             WorkerController,
             saq_ui_controller(),
         ],

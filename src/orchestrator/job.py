@@ -36,6 +36,7 @@ __all__ = [
     "PermanentError",
     "Registry",
     "RetryPolicy",
+    "Scheduled",
     "Superseded",
     "Suspend",
     "discover",
@@ -105,6 +106,18 @@ class JobContext:
 
 
 @dataclass(frozen=True)
+class Scheduled:
+    """A schedule a job module declares for its type: created, or updated by name, when a worker
+    starts. Its fields are the code's: the API may only pause it (`enabled`)."""
+
+    name: str
+    cron: str
+    """Five fields, or six with seconds first."""
+    timezone: str = "UTC"
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class JobType(Generic[P]):
     """Declare one as `job = JobType(...)` in a module of `jobs/`; `discover` finds it."""
 
@@ -114,6 +127,7 @@ class JobType(Generic[P]):
     description: str = ""
     timeout_s: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    schedules: tuple[Scheduled, ...] = ()
     # Made for tests and benchmarks (a task that sleeps an hour): off unless TEST_JOB_TYPES is set.
     for_tests: bool = False
 

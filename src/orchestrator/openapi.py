@@ -21,6 +21,7 @@ from pydantic.json_schema import models_json_schema
 
 from orchestrator.leads.schemas import RECIPIENT_MARK, LeadPatch, LeadWrite, recipient_pattern
 from orchestrator.plain_text import NO_CONTROLS
+from orchestrator.schedules.schemas import ScheduleCreate, SchedulePatch
 from orchestrator.tasks.schemas import JOB_TYPE_MARK, TaskBatch, TaskCreate
 
 if TYPE_CHECKING:
@@ -29,7 +30,14 @@ if TYPE_CHECKING:
 
     from orchestrator.job import Registry
 
-REQUEST_MODELS: tuple[type[BaseModel], ...] = (LeadWrite, LeadPatch, TaskCreate, TaskBatch)
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    LeadWrite,
+    LeadPatch,
+    TaskCreate,
+    TaskBatch,
+    ScheduleCreate,
+    SchedulePatch,
+)
 COMPONENTS = "#/components/schemas/"
 PLAIN_JSON = "PlainJSON"
 # Any JSON value whose strings and keys are plain text: lead attributes, payloads.
@@ -60,28 +68,17 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
         [(model, "validation") for model in REQUEST_MODELS], ref_template=COMPONENTS + "{model}"
     )
     definitions = found["$defs"]
-    alternatives = {}
+    payload_schemas = {}
     for name in sorted(registry):
-        payload = registry[name].payload
         prefix = f"{name}."
-        payload_schema = payload.model_json_schema(ref_template=COMPONENTS + prefix + "{model}")
+        payload_schema = registry[name].payload.model_json_schema(
+            ref_template=COMPONENTS + prefix + "{model}"
+        )
         for nested, definition in payload_schema.pop("$defs", {}).items():
             definitions[prefix + nested] = definition
-        alternative = copy.deepcopy(definitions[TaskCreate.__name__])
-        alternative["title"] = f"TaskCreate.{name}"
-        alternative["properties"]["type"] = {"const": name, "description": registry[name].description}
-        alternative["properties"]["payload"] = payload_schema
-        _at_most(alternative["properties"]["timeout_s"], registry[name].timeout_s)
-        if not _takes_empty(payload):
-            alternative["required"] = [*alternative.get("required", []), "payload"]
-        definitions[alternative["title"]] = alternative
-        alternatives[name] = COMPONENTS + alternative["title"]
-    definitions[TaskCreate.__name__] = {
-        "title": TaskCreate.__name__,
-        "description": "One job type's task: `type` decides the schema of `payload`",
-        "oneOf": [{"$ref": ref} for ref in alternatives.values()],
-        "discriminator": {"propertyName": "type", "mapping": alternatives},
-    }
+        payload_schemas[name] = payload_schema
+    for model, required in ((TaskCreate, True), (ScheduleCreate, True), (SchedulePatch, False)):
+        _one_of_by_type(definitions, model.__name__, registry, payload_schemas, payload_required=required)
     marks = {
         JOB_TYPE_MARK: {"type": "string", "enum": sorted(registry)},
         RECIPIENT_MARK: _recipients(registry.settings.email_allowed_domains if registry.settings else []),
@@ -89,6 +86,56 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
     for name, definition in definitions.items():
         schemas[name] = _exact(definition, marks)
     schemas[PLAIN_JSON] = PLAIN_JSON_SCHEMA
+
+
+def _one_of_by_type(
+    definitions: dict[str, Any],
+    title: str,
+    registry: Registry,
+    payload_schemas: dict[str, Any],
+    *,
+    payload_required: bool,
+) -> None:
+    """Replace the model `title` (one with a `type` and a `payload`) with one alternative per job
+    type, whose payload is that type's. Where `type` is optional (a patch), one more alternative
+    has neither: a payload always comes with the type that decides its schema."""
+    base = definitions[title]
+    alternatives = {}
+    for name in sorted(registry):
+        alternative = copy.deepcopy(base)
+        alternative["title"] = f"{title}.{name}"
+        alternative["properties"]["type"] = {"const": name, "description": registry[name].description}
+        alternative["properties"]["payload"] = copy.deepcopy(payload_schemas[name])
+        if "timeout_s" in alternative["properties"]:
+            _at_most(alternative["properties"]["timeout_s"], registry[name].timeout_s)
+        required = [*alternative.get("required", [])]
+        if "type" not in required:
+            required.append("type")
+        if payload_required and not _takes_empty(registry[name].payload) and "payload" not in required:
+            required.append("payload")
+        alternative["required"] = required
+        definitions[alternative["title"]] = alternative
+        alternatives[name] = COMPONENTS + alternative["title"]
+    one_of: list[dict[str, Any]] = [{"$ref": ref} for ref in alternatives.values()]
+    if "type" not in base.get("required", []):
+        untyped = copy.deepcopy(base)
+        untyped["title"] = f"{title}.untyped"
+        for name in ("type", "payload"):
+            untyped["properties"].pop(name)
+        definitions[untyped["title"]] = untyped
+        one_of.append({"$ref": COMPONENTS + untyped["title"]})
+        definitions[title] = {
+            "title": title,
+            "description": base.get("description", ""),
+            "oneOf": one_of,
+        }
+        return
+    definitions[title] = {
+        "title": title,
+        "description": "One job type's: `type` decides the schema of `payload`",
+        "oneOf": one_of,
+        "discriminator": {"propertyName": "type", "mapping": alternatives},
+    }
 
 
 # Keys whose value maps names to schemas, holds a list of schemas, or is one schema.

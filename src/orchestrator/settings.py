@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Lease renewal; also how fast cancel lands"
     )
     reconcile_interval_s: float = Field(default=2.0, gt=0)
+    schedule_poll_s: float = Field(
+        default=1.0, gt=0, description="How often each worker process fires the due schedules' ticks"
+    )
+    schedule_catch_up_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Ticks missed by up to this long all fire; of older ones only the latest, once",
+    )
     reconcile_grace_s: float = Field(
         default=5.0,
         ge=1.0,

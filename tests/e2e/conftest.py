@@ -8,8 +8,10 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import text
 
 from load.service import Service, free_port
+from orchestrator.db import in_transaction
 from tests.helpers import TEST_RATE_LIMIT, app_client, settings_env
 
 if TYPE_CHECKING:
@@ -20,6 +22,15 @@ if TYPE_CHECKING:
     from litestar.testing import AsyncTestClient
 
     from orchestrator.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+async def no_schedule_left(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A schedule a test made (the fuzzer makes many) would fire into every later test's workers."""
+    yield
+    if "settings" in request.fixturenames:
+        settings: Settings = request.getfixturevalue("settings")
+        await in_transaction(settings, lambda session: session.execute(text("DELETE FROM schedules")))
 
 
 @pytest.fixture

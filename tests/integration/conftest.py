@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from orchestrator.settings import Settings
 
-TRUNCATE = text("TRUNCATE leads, tasks, task_events, idempotency_keys CASCADE")
+TRUNCATE = text("TRUNCATE leads, tasks, task_events, idempotency_keys, schedules CASCADE")
 
 
 @pytest.fixture(scope="session")

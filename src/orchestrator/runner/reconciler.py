@@ -108,15 +108,15 @@ async def reconcile_once(
     if led is None:
         return None
     metrics.count(metrics.RECONCILER_ROUNDS)
-    async with _step(engine) as db:
+    async with step(engine) as db:
         expired = await expire_leases(db)
     metrics.count(metrics.LEASE_EXPIRIES, len(expired.outcomes))
     for task_type, status in expired.outcomes:  # their attempts ended here, not in a worker
         metrics.task_event(task_type, TaskEvent.RETRIED if status == "RETRY" else TaskEvent.FAILED)
     await wake_workflows(engine, queue, expired.ended_steps_of, settings.saq_job_ttl_s)
-    async with _step(engine) as db:
+    async with step(engine) as db:
         await forget_expired(db)
-    async with _step(engine) as db:
+    async with step(engine) as db:
         params = {"limit": limit, "grace_s": settings.reconcile_grace_s}
         after = {"after_run_at": led.due_after_run_at, "after_id": led.due_after_id}
         rows = (await db.execute(DUE, params | after)).all()
@@ -138,7 +138,7 @@ async def lead_round(engine: AsyncEngine, name: str, interval_s: float) -> Row[A
     process led it within the interval, or one frozen mid-round holds the row: skipped, its
     session will end)."""
     try:
-        async with _step(engine) as db:
+        async with step(engine) as db:
             await db.execute(ROUND_LOCK_TIMEOUT)
             led: Row[Any] | None = (await db.execute(ROUND, {"name": name, "interval_s": interval_s})).first()
             return led
@@ -149,7 +149,7 @@ async def lead_round(engine: AsyncEngine, name: str, interval_s: float) -> Row[A
 
 
 @asynccontextmanager
-async def _step(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+async def step(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     """One step's transaction. A process frozen or cut off inside it (SIGSTOP, a partition)
     keeps its locks only until PostgreSQL ends its idle session, not for the TCP timeout's
     hours; SET LOCAL keeps it to this transaction, as a pooler in transaction mode needs."""

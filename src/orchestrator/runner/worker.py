@@ -23,6 +23,8 @@ from orchestrator.queue import RUN_TASK, make_queue
 from orchestrator.runner.execute import Runner
 from orchestrator.runner.reconciler import reconcile_forever
 from orchestrator.runner.retention import retention_forever
+from orchestrator.runner.ticker import tick_forever
+from orchestrator.schedules.ticks import check_declared
 from orchestrator.workers import registry as workers
 from orchestrator.workers.registry import WorkerIdentity
 
@@ -127,6 +129,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         worker_id=worker_id,
         http=httpx.AsyncClient(timeout=settings.crm_webhook_timeout_s, follow_redirects=False),
     )
+    check_declared(runner.registry)  # a job module's wrong schedule stops the start, named
     background: list[asyncio.Task[None]] = []
 
     async def startup(_: Context) -> None:
@@ -136,6 +139,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
             logger.warning("worker %s: not registered in PostgreSQL yet: %r", worker_id, exc)
         background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))
         background.append(asyncio.create_task(retention_forever(transitions_engine, settings)))
+        background.append(asyncio.create_task(tick_forever(engine, queue, runner.registry, settings)))
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
 
     async def shutdown(_: Context) -> None:

@@ -55,6 +55,9 @@ class Task(Timestamped, Base):
     finished_at: Mapped[dt.datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
+    # The schedule and the tick it was made for: one task per tick, by the unique index below.
+    schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    scheduled_for: Mapped[dt.datetime | None]
     # The W3C traceparent of the request that wrote it: each attempt's run continues that trace.
     trace_context: Mapped[str | None] = mapped_column(String(100))
 
@@ -85,6 +88,13 @@ class Task(Timestamped, Base):
             postgresql_where=text("parent_id IS NOT NULL"),
         ),
         Index("ix_tasks_created_at_id", "created_at", "id"),
+        Index(
+            "uq_tasks_schedule_id_scheduled_for",
+            "schedule_id",
+            "scheduled_for",
+            unique=True,
+            postgresql_where=text("schedule_id IS NOT NULL"),
+        ),
         # Retention's scan: the oldest finished tasks first, without reading the waiting ones.
         Index(
             "ix_tasks_finished_at",

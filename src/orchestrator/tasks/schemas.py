@@ -135,6 +135,8 @@ class TaskRead(BaseModel):
     worker_id: str | None = Field(
         description="host-pid-nonce of the worker that last claimed it (GET /workers)"
     )
+    schedule_id: uuid.UUID | None = Field(default=None, description="The schedule that made it")
+    scheduled_for: dt.datetime | None = Field(default=None, description="The schedule's tick it was made for")
 
 
 class TaskDetail(TaskRead):

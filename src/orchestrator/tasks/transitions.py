@@ -188,6 +188,54 @@ async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
     return [by_id[task_id] for task_id in ids]
 
 
+# (none) -> PENDING for a schedule's tick, due at the tick: nothing when that tick already has
+# its task (the unique index on schedule_id, scheduled_for), whoever recorded it.
+RECORD_TICK = text(
+    """
+    WITH task AS (
+        INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at,
+                           schedule_id, scheduled_for)
+        VALUES (:id, :type, 'PENDING', CAST(:payload AS JSONB), 0, :max_attempts, :lead_id, :tick,
+                :schedule_id, :tick)
+        ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
+        RETURNING id, attempts, run_at, updated_at
+    ), event AS (
+        INSERT INTO task_events (task_id, from_status, to_status, attempt, detail)
+        SELECT id, NULL, 'PENDING', 0, jsonb_build_object('schedule_id', CAST(:schedule_id AS TEXT))
+        FROM task
+    )
+    SELECT id, attempts, run_at, updated_at FROM task
+    """
+).bindparams(bindparam("tick", type_=TIMESTAMP(timezone=True)), bindparam("schedule_id", type_=Uuid))
+
+
+async def record_tick(
+    db: Executor,
+    *,
+    schedule_id: uuid.UUID,
+    tick: dt.datetime,
+    type: str,
+    payload: dict[str, Any],
+    max_attempts: int,
+    lead_id: uuid.UUID | None,
+) -> Row[Any] | None:
+    """The task of a schedule's tick (id, attempts, run_at, updated_at), or None when that tick
+    had one already."""
+    params = {
+        "id": uuid7(),
+        "schedule_id": schedule_id,
+        "tick": tick,
+        "type": type,
+        "payload": json.dumps(payload),
+        "max_attempts": max_attempts,
+        "lead_id": lead_id,
+    }
+    row = (await db.execute(RECORD_TICK, params)).first()
+    if row is not None:
+        metrics.task_event(type, TaskEvent.SUBMITTED)
+    return row
+
+
 def recorded_with(write: str, *, lead_column: str) -> TextClause:
     """(none) -> PENDING for a task about the row `write` (an INSERT or UPDATE of one row,
     RETURNING the row's columns) leaves, in the same statement: the row, the task and its

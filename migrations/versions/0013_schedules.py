@@ -1,0 +1,80 @@
+"""schedules: cron schedules, and each task's schedule and tick (one task per tick)
+
+Revision ID: 0013
+Revises: 0012
+Create Date: 2026-12-07 06:00:00.000000+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0013"
+down_revision: str | None = "0012"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+NOW = sa.text("now()")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "schedules",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("type", sa.String(length=100), nullable=False),
+        sa.Column(
+            "payload", sa.dialects.postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False
+        ),
+        sa.Column("cron", sa.String(length=200), nullable=False),
+        sa.Column("timezone", sa.String(length=64), server_default="UTC", nullable=False),
+        sa.Column("enabled", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column("lead_id", sa.Uuid(), nullable=True),
+        sa.Column("declared_by", sa.String(length=100), nullable=True),
+        sa.Column("next_run_at", sa.TIMESTAMP(timezone=True), nullable=False),
+        sa.Column("last_run_at", sa.TIMESTAMP(timezone=True), nullable=True),
+        sa.Column("created_at", sa.TIMESTAMP(timezone=True), server_default=NOW, nullable=False),
+        sa.Column("updated_at", sa.TIMESTAMP(timezone=True), server_default=NOW, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["lead_id"], ["leads.id"], name=op.f("fk_schedules_lead_id_leads"), ondelete="SET NULL"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_schedules")),
+        sa.UniqueConstraint("name", name=op.f("uq_schedules_name")),
+    )
+    op.create_index(
+        "ix_schedules_due", "schedules", ["next_run_at"], unique=False, postgresql_where=sa.text("enabled")
+    )
+    # Nullable, no default: catalog-only changes of a busy table, each waiting 5 s at most for
+    # its lock rather than queueing every claim behind it (see 0012). The foreign key is added
+    # NOT VALID, and validated below without that lock.
+    op.execute("SET LOCAL lock_timeout = '5s'")
+    op.add_column("tasks", sa.Column("schedule_id", sa.Uuid(), nullable=True))
+    op.add_column("tasks", sa.Column("scheduled_for", sa.TIMESTAMP(timezone=True), nullable=True))
+    op.execute(
+        "ALTER TABLE tasks ADD CONSTRAINT fk_tasks_schedule_id_schedules FOREIGN KEY (schedule_id)"
+        " REFERENCES schedules (id) ON DELETE SET NULL NOT VALID"
+    )
+    # Checked after the columns' lock is released: the scan then holds a lock writes pass; and
+    # the index built without locking writes out (see 0009), a failed earlier run's going first.
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE tasks VALIDATE CONSTRAINT fk_tasks_schedule_id_schedules")
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_tasks_schedule_id_scheduled_for")
+        op.create_index(
+            "uq_tasks_schedule_id_scheduled_for",
+            "tasks",
+            ["schedule_id", "scheduled_for"],
+            unique=True,
+            postgresql_where=sa.text("schedule_id IS NOT NULL"),
+            postgresql_concurrently=True,
+        )
+
+
+def downgrade() -> None:
+    with op.get_context().autocommit_block():
+        op.drop_index("uq_tasks_schedule_id_scheduled_for", table_name="tasks", postgresql_concurrently=True)
+    op.drop_constraint("fk_tasks_schedule_id_schedules", "tasks", type_="foreignkey")
+    op.drop_column("tasks", "scheduled_for")
+    op.drop_column("tasks", "schedule_id")
+    op.drop_index("ix_schedules_due", table_name="schedules", postgresql_where=sa.text("enabled"))
+    op.drop_table("schedules")

@@ -1,0 +1,1 @@
+"""A job package whose module declares a schedule: only the tests of schedules load it."""
