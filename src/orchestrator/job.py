@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from orchestrator import effects
 from orchestrator.effects import Superseded
 from orchestrator.errors import PermanentError, Unprocessable
+from orchestrator.rates import RATE_LIMIT_MAX_PER_WINDOW, parse_limit
 
 if TYPE_CHECKING:
     import logging
@@ -128,6 +129,12 @@ class JobType(Generic[P]):
     timeout_s: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     schedules: tuple[Scheduled, ...] = ()
+    concurrency: int | None = None
+    """At most this many of its tasks run at once, across every process and host (JOB_LIMITS
+    may override it)."""
+    rate_limit: str | None = None
+    """At most this many of its tasks start in any window, across every process and host, such
+    as "10/second" for a remote's quota (JOB_LIMITS may override it)."""
     # Made for tests and benchmarks (a task that sleeps an hour): off unless TEST_JOB_TYPES is set.
     for_tests: bool = False
 
@@ -143,6 +150,18 @@ class JobType(Generic[P]):
         }
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What holds a job type's tasks back at their claim."""
+
+    concurrency: int | None = None
+    rate: tuple[int, float] | None = None
+    """(starts, per seconds)"""
+
+    def __bool__(self) -> bool:
+        return self.concurrency is not None or self.rate is not None
+
+
 class Registry:
     """The job types by name. A plain class rather than a dict so that Litestar, which validates
     injected dependencies, treats it as one opaque object."""
@@ -151,6 +170,8 @@ class Registry:
         self._types = types
         # What payload rules may depend on (the domains email_send may mail); None: the strictest.
         self.settings = settings
+        self._limits: dict[str, Limits] = {}
+        self._limited: list[str] | None = None
 
     def get(self, name: str) -> JobType[Any] | None:
         return self._types.get(name)
@@ -163,6 +184,41 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._types)
+
+    def _declared_limits(self, name: str) -> tuple[int | None, str | None]:
+        """(concurrency, rate limit) of the type, as the settings' JOB_LIMITS override its module's."""
+        job_type = self._types.get(name)
+        override = self.settings.job_limits.get(name) if self.settings is not None else None
+        concurrency = job_type.concurrency if job_type is not None else None
+        rate_limit = job_type.rate_limit if job_type is not None else None
+        if override is not None:
+            concurrency = override.concurrency if "concurrency" in override.model_fields_set else concurrency
+            rate_limit = override.rate_limit if "rate_limit" in override.model_fields_set else rate_limit
+        return concurrency, rate_limit
+
+    def limits(self, name: str) -> Limits:
+        """Read for every claim: worked out once per type."""
+        if (known := self._limits.get(name)) is not None:
+            return known
+        concurrency, rate_limit = self._declared_limits(name)
+        if rate_limit is None:
+            limits = Limits(concurrency)
+        else:
+            item = parse_limit(rate_limit, max_per_window=RATE_LIMIT_MAX_PER_WINDOW)
+            limits = Limits(concurrency, (item.amount, float(item.get_expiry())))
+        self._limits[name] = limits
+        return limits
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """What GET /jobs shows of the type: its declaration, with the limits in force."""
+        concurrency, rate_limit = self._declared_limits(name)
+        return self._types[name].describe() | {"concurrency": concurrency, "rate_limit": rate_limit}
+
+    def limited(self) -> list[str]:
+        """The types with a concurrency or rate limit."""
+        if self._limited is None:
+            self._limited = sorted(name for name in self._types if self.limits(name))
+        return self._limited
 
     def job_type(self, name: str) -> JobType[Any]:
         """The type called `name`; Unprocessable naming the known ones otherwise."""
@@ -222,6 +278,8 @@ def discover(
                 continue
             if job.name in found:
                 raise RuntimeError(f"job type {job.name!r} is declared twice ({module.__name__})")
+            if job.rate_limit is not None:
+                parse_limit(job.rate_limit, max_per_window=RATE_LIMIT_MAX_PER_WINDOW)  # wrong: stop here
             found[job.name] = job
     return Registry(found, settings)
 

@@ -35,6 +35,7 @@ class TaskEvent(StrEnum):
     FAILED = "failed"  # for good: attempts spent, a permanent error, or an expired lease's last
     CANCELLED = "cancelled"  # through the API
     REQUEUED = "requeued"  # a FAILED or CANCELLED task sent back through the API
+    HELD_BACK = "held_back"  # due, and held back by its type's limits or its concurrency key
 
 
 # Requests counted by the histogram's _count; one series per method, route template and status.

@@ -8,15 +8,31 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
-from orchestrator.rates import parse_limit
+from orchestrator.rates import RATE_LIMIT_MAX_PER_WINDOW, parse_limit
 
 # PostgreSQL's default max_connections is 100: keep api workers x (pool + overflow) well under it.
 DEFAULT_POOL_SIZE = 10
 DEFAULT_MAX_OVERFLOW = 0
+
+
+class JobLimits(BaseModel):
+    """A deployment's override of a job type's limits (JOB_LIMITS)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(default=None, ge=1, le=100_000)
+    rate_limit: str | None = None
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_limit(value, max_per_window=RATE_LIMIT_MAX_PER_WINDOW)
+        return value
 
 
 class Settings(BaseSettings):
@@ -87,6 +103,16 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="Lease renewal; also how fast cancel lands"
     )
     reconcile_interval_s: float = Field(default=2.0, gt=0)
+    job_limits: dict[str, JobLimits] = Field(
+        default_factory=dict,
+        description="Per job type, over its module's:"
+        ' {"crm_update": {"concurrency": 5, "rate_limit": "10/second"}}',
+    )
+    limit_recheck_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How soon a task held back by a limit or its concurrency key is tried again",
+    )
     schedule_poll_s: float = Field(
         default=1.0, gt=0, description="How often each worker process fires the due schedules' ticks"
     )

@@ -27,7 +27,7 @@ async def _running(client, sessions) -> uuid.UUID:
     task_id = uuid.UUID(await submit(client, "noop", run_at="2999-01-01T00:00:00Z"))
     async with sessions() as session, session.begin():
         await session.execute(text("UPDATE tasks SET run_at = now() WHERE id = :id"), {"id": task_id})
-        [claimed] = await transitions.claim_many(session, [task_id], "test-host:1", 30.0)
+        [claimed] = (await transitions.claim_many(session, [task_id], "test-host:1", 30.0)).moved
     assert claimed is not None
     assert claimed.attempts == 1
     return task_id

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from orchestrator.db import in_transaction
 from orchestrator.queue import make_queue
-from orchestrator.runner.reconciler import _step, reconcile_once
+from orchestrator.runner.reconciler import reconcile_once, step
 from tests.helpers import DUE_A_MINUTE_AGO, dequeued_unclaimed, submit
 
 LATER = "2999-01-01T00:00:00Z"  # never due: only the path under test touches its job
@@ -143,7 +143,7 @@ async def test_a_round_step_sets_an_idle_in_transaction_timeout(settings):
     # the setting is checked here: no test freezes a real round holder for the 10 s.
     engine = create_async_engine(settings.sqlalchemy_url)
     try:
-        async with _step(engine) as db:
+        async with step(engine) as db:
             assert await db.scalar(text("SHOW idle_in_transaction_session_timeout")) == "10s"
             # A holder cut off mid-statement is not idle: TCP keepalives find it gone (over TCP;
             # a Unix socket has none, and PostgreSQL shows 0 there).

@@ -42,7 +42,7 @@ async def _due(settings, task_id: uuid.UUID) -> bool:
 async def _claimed(db, parent: uuid.UUID) -> int:
     """The workflow claimed by a worker now; the attempt it holds."""
     await db.execute(text("UPDATE tasks SET run_at = now() WHERE id = :id"), {"id": parent})
-    [claimed] = await transitions.claim_many(db, [parent], WORKER, 30.0)
+    [claimed] = (await transitions.claim_many(db, [parent], WORKER, 30.0)).moved
     assert claimed is not None
     return claimed.attempts
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 TRANSITIONS = "src/orchestrator/tasks/transitions.py"
 RECONCILER = "src/orchestrator/runner/reconciler.py"
 EXECUTE = "src/orchestrator/runner/execute.py"
+LIMITS = "src/orchestrator/runner/limits.py"
+LIMITS_TESTS = ("tests/integration/test_job_limits.py",)
 VERIFY = "load/verify.py"
 REPORT = "load/report.py"
 LOAD_VERIFY_TESTS = ("tests/integration/test_load_verify.py",)
@@ -68,8 +70,8 @@ MUTANTS = [
     Mutant(
         "two deliveries in one claim batch both get the task",
         TRANSITIONS,
-        "return [moved.pop(task_id, None) for task_id in ids]",
-        "return [moved.get(task_id) for task_id in ids]",
+        "return Claimed([moved.pop(task_id, None) for task_id in ids], held)",
+        "return Claimed([moved.get(task_id) for task_id in ids], held)",
         ("tests/integration/test_claim_batch.py",),
         quick=True,
     ),
@@ -557,6 +559,61 @@ MUTANTS = [
         "        ORDER BY finished_at LIMIT :batch\n        FOR UPDATE SKIP LOCKED\n",
         "        ORDER BY finished_at LIMIT :batch\n        FOR UPDATE\n",
         ("tests/integration/test_retention.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a type's concurrency limit is not kept",
+        LIMITS,
+        "free = max(0, limit.concurrency - running.get(name, 0))",
+        "free = len(rows)",
+        LIMITS_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a type's concurrency limit is counted without its lock: two claims at once both see a slot",
+        LIMITS,
+        '    await db.execute(LOCK, {"names": names})\n',
+        "",
+        LIMITS_TESTS,
+    ),
+    Mutant(
+        "a concurrency key lets a later task go first",
+        LIMITS,
+        'head is None or head.id != row.id or head.status == "PROCESSING"',
+        'head is not None and head.status == "PROCESSING"',
+        LIMITS_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a rate limit grants every start asked for",
+        LIMITS,
+        "least(:wanted, :amount - cardinality(starts))",
+        ":wanted",
+        LIMITS_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a held-back delivery is never delivered again by its worker",
+        EXECUTE,
+        "            ctx[REDELIVER] = task.delivery  # type: ignore[literal-required]\n",
+        "",
+        LIMITS_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "ticks missed by a late round are skipped, not caught up",
+        "src/orchestrator/schedules/ticks.py",
+        "cron.between(window, schedule.now, TICKS_PER_ROUND) or ",
+        "",
+        ("tests/integration/test_schedules.py",),
+        quick=True,
+    ),
+    Mutant(
+        "a round fires the first missed tick after downtime, not the latest",
+        "src/orchestrator/schedules/cron.py",
+        "        ticks = self._ticks(moment.replace(microsecond=0) + _SECOND, backwards=True)",
+        "        ticks = self._ticks(moment - dt.timedelta(days=3650), backwards=True)",
+        ("tests/integration/test_schedules.py", "tests/unit/test_cron.py"),
         quick=True,
     ),
 ]

@@ -123,6 +123,8 @@ class SyncedWrites:
             payload={"lead_id": str(lead.id)},
             max_attempts=self.registry[CRM_SYNC_JOB].retry.max_attempts,
             lead_id=lead.id,
+            # As the create's and the PUT's statements key it: one sync of a lead at a time.
+            concurrency_key=f"lead:{lead.id}",
         )
         self.deliveries.add(task)
         return lead

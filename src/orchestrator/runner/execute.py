@@ -20,9 +20,11 @@ from orchestrator.job import JobContext, Superseded, Suspend
 from orchestrator.metrics import TaskEvent
 from orchestrator.queue import Delivery, enqueue
 from orchestrator.runner.batching import Batcher
+from orchestrator.runner.limits import Throttled, claim_limited
 from orchestrator.runner.wakeups import wake_workflows
 from orchestrator.tasks import transitions
 from orchestrator.tasks.status import TaskStatus
+from orchestrator.tasks.transitions import Moved
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     from orchestrator.job import JobType, Registry
     from orchestrator.queue import Deliverable
     from orchestrator.settings import Settings
-    from orchestrator.tasks.transitions import Moved
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ MAX_HAND_BACKS = 20
 # trigger's RAISE): written again, alone or later, it is refused again.
 REFUSED_ROW = ("22", "23", "54", "P0001")
 STATEMENT_TIMEOUT = "57014"
+# The context key under which run_task leaves a delivery for after its SAQ job has ended.
+REDELIVER = "redeliver"
 ENDS = {TaskStatus.FAILED: TaskEvent.FAILED, TaskStatus.RETRY: TaskEvent.RETRIED}
 
 
@@ -66,7 +69,7 @@ class Runner:
     settings: Settings
     worker_id: str
     http: httpx.AsyncClient
-    claims: Batcher[uuid.UUID, Moved | None] = field(init=False)
+    claims: Batcher[uuid.UUID, Moved | Throttled | None] = field(init=False)
     completions: Batcher[tuple[uuid.UUID, int, str], bool] = field(init=False)
     _background: set[asyncio.Future[Any]] = field(init=False, default_factory=set)
 
@@ -74,12 +77,25 @@ class Runner:
         self.claims = Batcher(self._claim_many)
         self.completions = Batcher(self._complete_many)
 
-    async def _claim_many(self, ids: list[uuid.UUID]) -> list[Moved | None]:
+    async def _claim_many(self, ids: list[uuid.UUID]) -> list[Moved | Throttled | None]:
+        lease_s = self.settings.task_lease_s
         async with self.engine.begin() as db:
-            return await transitions.claim_many(db, ids, self.worker_id, self.settings.task_lease_s)
+            claimed = await transitions.claim_many(db, ids, self.worker_id, lease_s, self.registry.limited())
+        results: list[Moved | Throttled | None] = list(claimed.moved)
+        if not claimed.held:
+            return results
+        # A transaction of its own (the usual engine runs each statement on its own): it holds the
+        # limits' locks from its look at the counts to its claims.
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="READ COMMITTED")
+            async with conn.begin():
+                limited = await claim_limited(
+                    conn, claimed.held, self.registry, self.worker_id, lease_s, self.settings.limit_recheck_s
+                )
+        return [limited.get(task_id, result) for task_id, result in zip(ids, results, strict=True)]
 
-    def _release_claimed(self, claim: asyncio.Future[Moved | None]) -> None:
-        if not claim.cancelled() and claim.exception() is None and (task := claim.result()) is not None:
+    def _release_claimed(self, claim: asyncio.Future[Moved | Throttled | None]) -> None:
+        if not claim.cancelled() and claim.exception() is None and isinstance(task := claim.result(), Moved):
             release = asyncio.ensure_future(self._release(task))
             self._background.add(release)
             release.add_done_callback(self._background.discard)
@@ -108,6 +124,10 @@ class Runner:
         task = await self._claim(_uuid(task_id))
         if task is None:
             task = await self._claim_when_due(_uuid(task_id))
+        if isinstance(task, Throttled):
+            # Its job key is this job's: it can be enqueued again only once this job has ended.
+            ctx[REDELIVER] = task.delivery  # type: ignore[literal-required]
+            return
         if task is None:
             return  # duplicate, late or cancelled delivery: nothing to run
         metrics.task_event(task.type, TaskEvent.STARTED)
@@ -133,7 +153,13 @@ class Runner:
             return
         await self._run(task, checked.job_type, checked.model)
 
-    async def _claim(self, task_id: uuid.UUID) -> Moved | None:
+    async def redeliver(self, ctx: Context) -> None:
+        """SAQ's after-process hook: deliver again what a limit held back, now that its job ended."""
+        delivery = ctx.get(REDELIVER)
+        if isinstance(delivery, Delivery):
+            await enqueue(self.queue, [delivery], self.settings.saq_job_ttl_s)
+
+    async def _claim(self, task_id: uuid.UUID) -> Moved | Throttled | None:
         claim = self.claims.enqueue(task_id)
         try:
             return await asyncio.shield(claim)
@@ -142,7 +168,7 @@ class Runner:
             claim.add_done_callback(self._release_claimed)
             raise
 
-    async def _claim_when_due(self, task_id: uuid.UUID) -> Moved | None:
+    async def _claim_when_due(self, task_id: uuid.UUID) -> Moved | Throttled | None:
         """A delivery before its task is due (SAQ's scheduler ran on a host whose clock is ahead
         of the one that enqueued it) waits, by the database's clock, up to about a reconciler
         round; one due later than that is left to the reconciler, which delivers due tasks."""

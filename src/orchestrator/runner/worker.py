@@ -163,6 +163,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         concurrency=concurrency,
         startup=startup,
         shutdown=shutdown,
+        after_process=runner.redeliver,
         grace_s=settings.shutdown_grace_s,
         # After the grace period SAQ cancels the jobs; give handlers time to unwind and the
         # hand-back (PROCESSING -> PENDING) time to be written. SAQ's default is 1 s.

@@ -141,4 +141,4 @@ class JobTypeController(Controller):
     @get("/", responses=problems())
     async def list_job_types(self, registry: NamedDependency[Registry]) -> list[JobTypeRead]:
         """Every job type this service can run, with its payload JSON schema and policy."""
-        return [JobTypeRead.model_validate(registry[name].describe()) for name in sorted(registry)]
+        return [JobTypeRead.model_validate(registry.describe(name)) for name in sorted(registry)]

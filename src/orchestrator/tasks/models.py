@@ -55,6 +55,8 @@ class Task(Timestamped, Base):
     finished_at: Mapped[dt.datetime | None]
     worker_id: Mapped[str | None] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime | None]
+    # Tasks sharing a key never run at once, and run in the order they were recorded.
+    concurrency_key: Mapped[str | None] = mapped_column(String(200))
     # The schedule and the tick it was made for: one task per tick, by the unique index below.
     schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
     scheduled_for: Mapped[dt.datetime | None]
@@ -88,6 +90,16 @@ class Task(Timestamped, Base):
             postgresql_where=text("parent_id IS NOT NULL"),
         ),
         Index("ix_tasks_created_at_id", "created_at", "id"),
+        # A claim's look at a key: its running task, else its first waiting one.
+        Index(
+            "ix_tasks_concurrency_key",
+            "concurrency_key",
+            "created_at",
+            "id",
+            postgresql_where=text(
+                "concurrency_key IS NOT NULL AND status IN ('PENDING', 'RETRY', 'PROCESSING')"
+            ),
+        ),
         Index(
             "uq_tasks_schedule_id_scheduled_for",
             "schedule_id",

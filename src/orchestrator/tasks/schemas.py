@@ -35,6 +35,9 @@ JobTypeName = Annotated[
 ]
 
 
+ConcurrencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(plain)]
+
+
 # Years 1970 to 9998, as written (offset and all): beyond them PostgreSQL's timestamps and
 # Python's datetimes part ways (year 1 comes back as -infinity), and no task is meant for them.
 _YEARS = r"(?:19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
@@ -70,6 +73,10 @@ class TaskCreate(BaseModel):
     )
     timeout_s: Annotated[float, Field(gt=0, le=86_400), AS_NUMBER] | None = Field(
         default=None, description="Default: the job type's"
+    )
+    concurrency_key: ConcurrencyKey | None = Field(
+        default=None,
+        description="Tasks with the same key never run at once, and run in the order they were submitted",
     )
 
 
@@ -135,6 +142,7 @@ class TaskRead(BaseModel):
     worker_id: str | None = Field(
         description="host-pid-nonce of the worker that last claimed it (GET /workers)"
     )
+    concurrency_key: str | None = Field(default=None, description="No two tasks with one key run at once")
     schedule_id: uuid.UUID | None = Field(default=None, description="The schedule that made it")
     scheduled_for: dt.datetime | None = Field(default=None, description="The schedule's tick it was made for")
 
@@ -161,3 +169,5 @@ class JobTypeRead(BaseModel):
     max_attempts: int
     backoff_base_s: float
     backoff_max_s: float
+    concurrency: int | None = Field(description="At most this many run at once, across every worker")
+    rate_limit: str | None = Field(description="At most this many start per window, such as 10/second")

@@ -69,6 +69,7 @@ def _new_task(data: TaskCreate, checked: CheckedPayload) -> transitions.NewTask:
         lead_id=data.lead_id,
         run_at=data.run_at,
         timeout_s=data.timeout_s,
+        concurrency_key=data.concurrency_key,
     )
 
 

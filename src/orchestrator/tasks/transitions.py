@@ -103,9 +103,9 @@ RECORD = select(Task).from_statement(
         f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
-                               step, timeout_s, run_at, trace_context)
+                               step, timeout_s, run_at, trace_context, concurrency_key)
             VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :step,
-                    :timeout_s, coalesce(:run_at, now()), :trace_context)
+                    :timeout_s, coalesce(:run_at, now()), :trace_context, :concurrency_key)
             RETURNING *
         ), event AS (
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
@@ -120,6 +120,7 @@ RECORD = select(Task).from_statement(
         bindparam("timeout_s", type_=Double),
         bindparam("step", type_=Integer),
         bindparam("trace_context", type_=Text),
+        bindparam("concurrency_key", type_=Text),
     )
     .columns(*Task.__table__.columns)
 )
@@ -131,11 +132,11 @@ RECORD_MANY = select(Task).from_statement(
         f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at, timeout_s,
-                               trace_context)
+                               trace_context, concurrency_key)
             SELECT id, type, 'PENDING', CAST(payload AS JSONB), 0, max_attempts, lead_id,
-                   coalesce(run_at, now()), timeout_s, CAST(:trace_context AS TEXT)
-            FROM unnest(:ids, :types, :payloads, :max_attempts, :lead_ids, :run_ats, :timeouts)
-                AS given (id, type, payload, max_attempts, lead_id, run_at, timeout_s)
+                   coalesce(run_at, now()), timeout_s, CAST(:trace_context AS TEXT), concurrency_key
+            FROM unnest(:ids, :types, :payloads, :max_attempts, :lead_ids, :run_ats, :timeouts, :keys)
+                AS given (id, type, payload, max_attempts, lead_id, run_at, timeout_s, concurrency_key)
             RETURNING *
         ), event AS (
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
@@ -152,6 +153,7 @@ RECORD_MANY = select(Task).from_statement(
         bindparam("lead_ids", type_=ARRAY(Uuid)),
         bindparam("run_ats", type_=ARRAY(TIMESTAMP(timezone=True))),
         bindparam("timeouts", type_=ARRAY(Double)),
+        bindparam("keys", type_=ARRAY(Text)),
     )
     .columns(*Task.__table__.columns)
 )
@@ -167,6 +169,7 @@ class NewTask:
     lead_id: uuid.UUID | None = None
     run_at: dt.datetime | None = None
     timeout_s: float | None = None
+    concurrency_key: str | None = None
 
 
 async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
@@ -180,6 +183,7 @@ async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
         "lead_ids": [task.lead_id for task in new],
         "run_ats": [task.run_at for task in new],
         "timeouts": [task.timeout_s for task in new],
+        "keys": [task.concurrency_key for task in new],
         "trace_context": tracing.traceparent(),
     }
     by_id = {task.id: task for task in (await session.scalars(RECORD_MANY, params)).all()}
@@ -240,16 +244,18 @@ def recorded_with(write: str, *, lead_column: str) -> TextClause:
     """(none) -> PENDING for a task about the row `write` (an INSERT or UPDATE of one row,
     RETURNING the row's columns) leaves, in the same statement: the row, the task and its
     first event in one round trip. The task's payload is `{"lead_id": ...}` from `lead_column`
-    of that row; a write that leaves no row records no task. Returns the row's columns, then
-    the task's as task_id, task_attempts."""
+    of that row, and its concurrency key `lead:<id>` (two syncs of one lead never race, and
+    run in the order of the writes); a write that leaves no row records no task. Returns the
+    row's columns, then the task's as task_id, task_attempts."""
     return text(f"""
         WITH written AS ({write}
         ), task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at,
-                               trace_context)
+                               trace_context, concurrency_key)
             SELECT :task_id, :task_type, 'PENDING',
                    jsonb_build_object('lead_id', written.{lead_column}::text), 0, :task_max_attempts,
-                   written.{lead_column}, now(), CAST(:trace_context AS TEXT)
+                   written.{lead_column}, now(), CAST(:trace_context AS TEXT),
+                   'lead:' || written.{lead_column}::text
             FROM written
             RETURNING id, attempts
         ), event AS (
@@ -367,6 +373,7 @@ async def record(
     step: int | None = None,
     run_at: dt.datetime | None = None,
     timeout_s: float | None = None,
+    concurrency_key: str | None = None,
 ) -> Task:
     """A new PENDING task and its first event, in the session's transaction; the caller commits.
     The id is a uuid7 from this host's clock: unique, but not an order to rely on (`step` is)."""
@@ -381,6 +388,7 @@ async def record(
         "timeout_s": timeout_s,
         "run_at": run_at,
         "trace_context": tracing.traceparent(),
+        "concurrency_key": concurrency_key,
     }
     task: Task = (await session.scalars(RECORD, params)).one()
     metrics.task_event(type, TaskEvent.SUBMITTED)
@@ -437,11 +445,14 @@ HEARTBEAT = text(
 
 # PENDING | RETRY -> PROCESSING for many due tasks at once: the claims of concurrent deliveries in
 # one statement. Rows are locked in id order so that two overlapping batches cannot deadlock.
+# Gated (:gated), it leaves alone a task with a concurrency key or of a limited type (:limited)
+# and names it in `held`: those are claimed by `runner.limits`, under its locks.
 CLAIM_MANY = text(
     """
     WITH wanted AS (
         SELECT t.id, t.status FROM tasks AS t
         WHERE t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY') AND t.run_at <= now()
+          AND NOT (:gated AND (t.concurrency_key IS NOT NULL OR t.type = ANY(CAST(:limited AS TEXT[]))))
         ORDER BY t.id FOR NO KEY UPDATE
     ), moved AS (
         UPDATE tasks AS t SET status = 'PROCESSING', updated_at = now(), attempts = t.attempts + 1,
@@ -454,18 +465,59 @@ CLAIM_MANY = text(
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
         SELECT id, from_status, status, attempts, :worker FROM moved
+    ), held AS (
+        SELECT array_agg(t.id) AS ids FROM tasks AS t
+        WHERE :gated AND t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY')
+          AND t.run_at <= now()
+          AND (t.concurrency_key IS NOT NULL OR t.type = ANY(CAST(:limited AS TEXT[])))
     )
-    SELECT * FROM moved
+    SELECT moved.*, held.ids AS held FROM held LEFT JOIN moved ON true
     """
 )
 
 
-async def claim_many(db: Executor, ids: list[uuid.UUID], worker: str, lease_s: float) -> list[Moved | None]:
-    """Claim each task; None where it was not due, already taken, cancelled or finished."""
-    params = {"ids": list(set(ids)), "worker": worker, "lease_s": lease_s}
-    moved = {row.id: Moved.from_row(row) for row in await db.execute(CLAIM_MANY, params)}
+@dataclass(frozen=True)
+class Claimed:
+    moved: list[Moved | None]
+    """Per id asked for: the task claimed, or None (not due, taken, finished, or held)."""
+    held: list[uuid.UUID]
+    """Due tasks left for a claim under limits (a concurrency key, a limited type)."""
+
+
+async def claim_many(
+    db: Executor, ids: list[uuid.UUID], worker: str, lease_s: float, limited: list[str] | None = None
+) -> Claimed:
+    """Claim each task; with `limited` (the limited types), hold back those with a concurrency
+    key or of such a type."""
+    params = {
+        "ids": list(set(ids)),
+        "worker": worker,
+        "lease_s": lease_s,
+        "gated": limited is not None,
+        "limited": limited or [],
+    }
+    rows = (await db.execute(CLAIM_MANY, params)).all()
+    moved = {row.id: Moved.from_row(row) for row in rows if row.id is not None}
+    held = list(rows[0].held or []) if rows else []
     # The same id twice in one batch (a duplicate delivery) is claimed once: the first caller wins.
-    return [moved.pop(task_id, None) for task_id in ids]
+    return Claimed([moved.pop(task_id, None) for task_id in ids], held)
+
+
+# No status change: due tasks a limit holds back wait `delay_s` each, and are delivered then.
+HOLD_BACK = text(
+    """
+    UPDATE tasks AS t SET run_at = now() + make_interval(secs => d.delay_s), updated_at = now()
+    FROM unnest(CAST(:ids AS UUID[]), CAST(:delays AS FLOAT8[])) AS d(id, delay_s)
+    WHERE t.id = d.id AND t.status IN ('PENDING', 'RETRY') AND t.run_at <= now()
+    RETURNING t.id, t.attempts, t.run_at, t.updated_at
+    """
+)
+
+
+async def hold_back(db: Executor, delays: dict[uuid.UUID, float]) -> list[Row[Any]]:
+    """Make each due task wait its delay; the rows (id, attempts, run_at, updated_at) to deliver."""
+    params = {"ids": list(delays), "delays": list(delays.values())}
+    return list((await db.execute(HOLD_BACK, params)).all())
 
 
 # PROCESSING -> COMPLETED for many tasks at once, each guarded by the attempt its worker holds.
@@ -542,10 +594,11 @@ async def hand_backs(db: Executor, task_id: uuid.UUID) -> int:
     return int(await db.scalar(HAND_BACKS, {"id": task_id}) or 0)
 
 
-# Seconds until a waiting task is due, by the database's clock (None: not waiting, or due now).
+# Seconds until a waiting task is due, by the database's clock: 0 when due now (it became due
+# since a claim found it not yet due), None when it is not waiting (taken, finished, gone).
 DUE_IN = text(
-    "SELECT extract(epoch FROM run_at - now()) FROM tasks"
-    " WHERE id = :id AND status IN ('PENDING', 'RETRY') AND run_at > now()"
+    "SELECT greatest(0, extract(epoch FROM run_at - now())) FROM tasks"
+    " WHERE id = :id AND status IN ('PENDING', 'RETRY')"
 )
 
 
