@@ -8,7 +8,7 @@ Create Date: 2026-12-07 06:00:00.000000+00:00
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0013"
 down_revision: str | None = "0012"
@@ -19,6 +19,30 @@ NOW = sa.text("now()")
 
 
 def upgrade() -> None:
+    # The index below is built outside the transaction, which commits what comes before it: if
+    # the build fails, running the migration again must find those steps done and go on.
+    if context.is_offline_mode() or not sa.inspect(op.get_bind()).has_table("schedules"):
+        _create_schedules()
+    # Nullable, no default: catalog-only changes of a busy table, each waiting 5 s at most for
+    # its lock rather than queueing every claim behind it (see 0012). No foreign key: deleting a
+    # schedule must not rewrite every task it made.
+    op.execute("SET LOCAL lock_timeout = '5s'")
+    op.execute("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS schedule_id UUID")
+    op.execute("ALTER TABLE tasks ADD COLUMN IF NOT EXISTS scheduled_for TIMESTAMP WITH TIME ZONE")
+    # Built without locking writes out (see 0009), a failed earlier run's invalid index first.
+    with op.get_context().autocommit_block():
+        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_tasks_schedule_id_scheduled_for")
+        op.create_index(
+            "uq_tasks_schedule_id_scheduled_for",
+            "tasks",
+            ["schedule_id", "scheduled_for"],
+            unique=True,
+            postgresql_where=sa.text("schedule_id IS NOT NULL"),
+            postgresql_concurrently=True,
+        )
+
+
+def _create_schedules() -> None:
     op.create_table(
         "schedules",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -45,35 +69,12 @@ def upgrade() -> None:
     op.create_index(
         "ix_schedules_due", "schedules", ["next_run_at"], unique=False, postgresql_where=sa.text("enabled")
     )
-    # Nullable, no default: catalog-only changes of a busy table, each waiting 5 s at most for
-    # its lock rather than queueing every claim behind it (see 0012). The foreign key is added
-    # NOT VALID, and validated below without that lock.
-    op.execute("SET LOCAL lock_timeout = '5s'")
-    op.add_column("tasks", sa.Column("schedule_id", sa.Uuid(), nullable=True))
-    op.add_column("tasks", sa.Column("scheduled_for", sa.TIMESTAMP(timezone=True), nullable=True))
-    op.execute(
-        "ALTER TABLE tasks ADD CONSTRAINT fk_tasks_schedule_id_schedules FOREIGN KEY (schedule_id)"
-        " REFERENCES schedules (id) ON DELETE SET NULL NOT VALID"
-    )
-    # Checked after the columns' lock is released: the scan then holds a lock writes pass; and
-    # the index built without locking writes out (see 0009), a failed earlier run's going first.
-    with op.get_context().autocommit_block():
-        op.execute("ALTER TABLE tasks VALIDATE CONSTRAINT fk_tasks_schedule_id_schedules")
-        op.execute("DROP INDEX CONCURRENTLY IF EXISTS uq_tasks_schedule_id_scheduled_for")
-        op.create_index(
-            "uq_tasks_schedule_id_scheduled_for",
-            "tasks",
-            ["schedule_id", "scheduled_for"],
-            unique=True,
-            postgresql_where=sa.text("schedule_id IS NOT NULL"),
-            postgresql_concurrently=True,
-        )
 
 
 def downgrade() -> None:
     with op.get_context().autocommit_block():
         op.drop_index("uq_tasks_schedule_id_scheduled_for", table_name="tasks", postgresql_concurrently=True)
-    op.drop_constraint("fk_tasks_schedule_id_schedules", "tasks", type_="foreignkey")
+    op.execute("SET LOCAL lock_timeout = '5s'")
     op.drop_column("tasks", "scheduled_for")
     op.drop_column("tasks", "schedule_id")
     op.drop_index("ix_schedules_due", table_name="schedules", postgresql_where=sa.text("enabled"))

@@ -259,8 +259,15 @@ class CheckedPayload:
 
 
 def registry_for(settings: Settings) -> Registry:
-    """The job types these settings run, checking payloads by these settings."""
-    return discover(settings.job_packages, test_types=settings.test_job_types, settings=settings)
+    """The job types these settings run, checking payloads by these settings. JOB_LIMITS naming
+    a type none of them declares is a mistake that would leave a limit unkept: it stops here."""
+    registry = discover(settings.job_packages, test_types=settings.test_job_types, settings=settings)
+    if unknown := sorted(set(settings.job_limits) - set(registry)):
+        known = ", ".join(sorted(registry))
+        raise ValueError(
+            f"JOB_LIMITS names job types that do not exist: {', '.join(unknown)} (known: {known})"
+        )
+    return registry
 
 
 def discover(
@@ -280,6 +287,8 @@ def discover(
                 raise RuntimeError(f"job type {job.name!r} is declared twice ({module.__name__})")
             if job.rate_limit is not None:
                 parse_limit(job.rate_limit, max_per_window=RATE_LIMIT_MAX_PER_WINDOW)  # wrong: stop here
+            if job.concurrency is not None and job.concurrency < 1:
+                raise RuntimeError(f"job type {job.name!r}: concurrency {job.concurrency} would never run it")
             found[job.name] = job
     return Registry(found, settings)
 

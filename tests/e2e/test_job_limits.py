@@ -65,9 +65,10 @@ async def test_a_concurrency_limit_is_never_exceeded_by_200_tasks(api, workers, 
 async def test_a_rate_limit_keeps_starts_within_its_window(api, workers):
     tasks = [await submit(api, "rated") for _ in range(20)]
     starts = sorted(task["result"]["started"] for task in await until_done(api, tasks))
-    # `rated` declares 5/second: any six starts span a second (less the handlers' own delays).
+    # `rated` declares 5/second: any six starts span a second (less the handlers' own delays:
+    # those are milliseconds, the margin is a quarter of a second for a loaded machine).
     for first, sixth in zip(starts, starts[5:], strict=False):
-        assert sixth - first >= 0.9, starts
+        assert sixth - first >= 0.75, starts
 
 
 async def test_a_concurrency_key_serialises_its_tasks_in_submission_order(api, workers):

@@ -87,6 +87,7 @@ async def test_three_worker_processes_make_one_task_per_tick(api, settings, engi
     seconds = by_name["every-second"]
     # Every tick from the first to the last, once: none twice, none skipped.
     assert consecutive(seconds, 1), seconds
-    assert len(seconds) >= RUN_S - 15, len(seconds)  # the processes take a few seconds to start
+    # The processes take a few seconds to start (more on a loaded machine).
+    assert len(seconds) >= RUN_S - 30, len(seconds)
     assert consecutive(by_name[DECLARED], 5), by_name[DECLARED]
-    assert len(by_name[DECLARED]) >= (RUN_S - 15) // 5
+    assert len(by_name[DECLARED]) >= (RUN_S - 30) // 5

@@ -4,6 +4,7 @@ tick once after downtime, and the schedules job modules declare."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import uuid
 from typing import TYPE_CHECKING
@@ -90,6 +91,7 @@ async def test_a_schedule_is_created_read_listed_changed_and_deleted(client):
         ({"cron": "not a cron"}, "cron"),
         ({"cron": "0 25 * * *"}, "cron"),
         ({"timezone": "Europe/Atlantis"}, "timezone"),
+        ({"timezone": "localtime"}, "timezone"),  # each host's own: one tick, other instants
         ({"type": "no_such_type"}, "type"),
         ({"type": "lead_process", "payload": {"lead_id": "not a uuid"}}, "payload.lead_id"),
         ({"name": ""}, "name"),
@@ -146,9 +148,13 @@ async def test_a_name_taken_is_a_409_and_a_missing_lead_a_404(client):
 
 
 async def set_next_run(engine: AsyncEngine, schedule_id: str, seconds_ago: float) -> None:
+    """Its next tick, `seconds_ago` whole seconds ago (a tick of a schedule that fires each second)."""
     async with engine.begin() as db:
         await db.execute(
-            text("UPDATE schedules SET next_run_at = now() - make_interval(secs => :s) WHERE id = :id"),
+            text(
+                "UPDATE schedules SET next_run_at = date_trunc('second', now()) - make_interval(secs => :s)"
+                " WHERE id = :id"
+            ),
             {"s": seconds_ago, "id": uuid.UUID(schedule_id)},
         )
 
@@ -170,7 +176,8 @@ async def test_after_downtime_the_latest_missed_tick_fires_once(client, engine, 
     assert detail["last_run_at"] == tick
     assert detail["next_run_at"] > now.isoformat().replace("+00:00", "Z")[:19]
     async with engine.begin() as db:
-        assert await fire_due(db, registry, CATCH_UP_S) == []  # not due again until its next tick
+        again = await fire_due(db, registry, CATCH_UP_S)  # a tick later, if ten seconds went by
+    assert all(task.run_at > dt.datetime.fromisoformat(tick) for task in again)
 
 
 async def test_ticks_missed_by_less_than_the_catch_up_all_fire_once(client, engine, registry):
@@ -212,8 +219,15 @@ async def test_concurrent_rounds_make_one_task_per_tick(client, engine, registry
 async def test_a_tick_that_has_its_task_gets_no_second_one(client, engine, registry):
     """The unique index decides, not the row lock: a round that read the schedule before
     another round moved it (here: the schedule put back on the same tick) records nothing."""
-    made = await create(client, cron="0 3 * * *")
-    await set_next_run(engine, made["id"], 60)
+    await create(client, cron="0 3 * * *")
+    async with engine.begin() as db:  # its last 03:00, missed
+        await db.execute(
+            text(
+                "UPDATE schedules SET next_run_at = date_trunc('day', now()) + interval '3 hours'"
+                " - CASE WHEN date_trunc('day', now()) + interval '3 hours' <= now()"
+                " THEN interval '0' ELSE interval '1 day' END"
+            )
+        )
     async with engine.begin() as db:
         [_first] = await fire_due(db, registry, CATCH_UP_S)
         tick = (await db.execute(text("SELECT last_run_at FROM schedules"))).scalar_one()
@@ -247,6 +261,41 @@ async def test_job_modules_declare_schedules_the_api_may_only_pause(client, engi
     again = (await client.get(f"/schedules/{schedule['id']}")).json()
     assert again["cron"] == "0 4 * * *"
     assert again["enabled"] is False  # the operator's pause outlives a deploy
+
+
+async def test_a_declared_name_taken_through_the_api_stays_the_apis(client, engine, registry):
+    made = await create(client, name="nightly-noop", enabled=False, payload={"echo": {"mine": True}})
+    async with engine.begin() as db:
+        assert await declare(db, declaring(registry, Scheduled(name="nightly-noop", cron="0 4 * * *"))) == 0
+    kept = (await client.get(f"/schedules/{made['id']}")).json()
+    assert (kept["declared_by"], kept["cron"], kept["payload"]) == (None, made["cron"], made["payload"])
+
+
+async def test_a_round_skips_a_schedule_whose_lead_is_being_deleted_rather_than_wait(
+    client, engine, registry
+):
+    lead = (await client.post("/leads", json={"email": f"{uuid.uuid4().hex}@example.com"})).json()
+    made = await create(client, cron=EVERY_SECOND, lead_id=lead["id"])
+    await set_next_run(engine, made["id"], 0)
+    async with engine.connect() as deleting:
+        await deleting.execute(text("BEGIN"))
+        await deleting.execute(
+            text("SELECT id FROM leads WHERE id = :id FOR UPDATE"), {"id": uuid.UUID(lead["id"])}
+        )
+        async with asyncio.timeout(5), engine.begin() as db:  # a wait would deadlock with the delete
+            assert await fire_due(db, registry, CATCH_UP_S) == []
+        await deleting.execute(text("ROLLBACK"))
+    async with engine.begin() as db:
+        assert len(await fire_due(db, registry, CATCH_UP_S)) >= 1  # due still, and fired next round
+
+
+async def test_a_deleted_schedules_tasks_keep_its_id(client, engine, registry):
+    made = await create(client, cron=EVERY_SECOND)
+    await set_next_run(engine, made["id"], 0)
+    async with engine.begin() as db:
+        [task] = await fire_due(db, registry, catch_up_s=0)
+    assert (await client.delete(f"/schedules/{made['id']}")).status_code == 204
+    assert (await client.get(f"/tasks/{task.id}")).json()["schedule_id"] == made["id"]
 
 
 def test_a_wrong_declaration_is_named(registry):

@@ -574,7 +574,7 @@ MUTANTS = [
         LIMITS,
         '    await db.execute(LOCK, {"names": names})\n',
         "",
-        LIMITS_TESTS,
+        ("tests/e2e/test_job_limits.py::test_a_concurrency_limit_is_never_exceeded_by_200_tasks",),
     ),
     Mutant(
         "a concurrency key lets a later task go first",

@@ -50,6 +50,15 @@ def test_an_hourly_schedule_keeps_firing_every_hour_through_the_repeated_hour():
     ]
 
 
+@pytest.mark.parametrize("hours", ["*/1", "0-23"])
+def test_every_hour_written_another_way_still_fires_through_the_repeated_hour(hours):
+    cron = Cron.parse(f"30 {hours} * * *", "Europe/Paris")
+    assert ticks(cron, dt.datetime(2026, 10, 25, 0, tzinfo=UTC), 2) == [
+        dt.datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+        dt.datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+    ]
+
+
 def test_six_fields_count_seconds_first():
     cron = Cron.parse("*/20 * * * * *", "UTC")
     assert ticks(cron, dt.datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC), 3) == [

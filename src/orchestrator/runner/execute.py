@@ -84,15 +84,31 @@ class Runner:
         results: list[Moved | Throttled | None] = list(claimed.moved)
         if not claimed.held:
             return results
+        try:
+            limited = await self._claim_limited(claimed.held)
+        except Exception as exc:
+            # The tasks claimed above are this batch's to run whatever befalls these: theirs is
+            # None (not claimed), and they are delivered again (run_task looks once more, then
+            # the reconciler).
+            logger.warning("claim under limits failed: %r", exc)
+            return results
+        # pop: a task delivered twice in this batch is claimed once; the first caller wins.
+        return [limited.pop(task_id, result) for task_id, result in zip(ids, results, strict=True)]
+
+    async def _claim_limited(self, held: list[uuid.UUID]) -> dict[uuid.UUID, Moved | Throttled]:
         # A transaction of its own (the usual engine runs each statement on its own): it holds the
         # limits' locks from its look at the counts to its claims.
         async with self.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="READ COMMITTED")
             async with conn.begin():
-                limited = await claim_limited(
-                    conn, claimed.held, self.registry, self.worker_id, lease_s, self.settings.limit_recheck_s
+                return await claim_limited(
+                    conn,
+                    held,
+                    self.registry,
+                    self.worker_id,
+                    self.settings.task_lease_s,
+                    self.settings.limit_recheck_s,
                 )
-        return [limited.get(task_id, result) for task_id, result in zip(ids, results, strict=True)]
 
     def _release_claimed(self, claim: asyncio.Future[Moved | Throttled | None]) -> None:
         if not claim.cancelled() and claim.exception() is None and isinstance(task := claim.result(), Moved):

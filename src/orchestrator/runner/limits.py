@@ -7,8 +7,11 @@ keys can, and a count it reads stays true until it commits. Every count is of ta
 every time PostgreSQL's, so any number of processes and hosts share one limit, and a worker
 that dies frees its slots when its lease expires.
 
-A task held back waits in PostgreSQL (its run_at moved on) and is delivered again when that
-comes: by the worker that held it back, once its SAQ job has ended, else by the reconciler.
+A task held back stays due in PostgreSQL, in its place in line (a key's order is the order the
+tasks were recorded), its updated_at stamped so that the reconciler leaves it alone for a grace:
+the worker that held it back delivers it again after a delay (LIMIT_RECHECK_S for a concurrency
+limit or a key, when a start comes free for a rate) once its SAQ job has ended, and if that
+worker dies first, the reconciler delivers it.
 """
 
 from __future__ import annotations
@@ -43,9 +46,17 @@ class Throttled:
 WAITING = text(
     """
     SELECT id, type, concurrency_key FROM tasks
-    WHERE id = ANY(CAST(:ids AS UUID[])) AND status IN ('PENDING', 'RETRY') AND run_at <= now()
+    WHERE id = ANY(CAST(:ids AS UUID[])) AND status IN ('PENDING', 'RETRY')
+      AND run_at <= statement_timestamp()
     ORDER BY created_at, id
     """
+)
+# A claimer frozen or cut off while it holds a lock blocks its types and keys only this long
+# (its session ends, its transaction with it); one waiting that long gives up and is delivered
+# again. Transaction-scoped, as a pooler in transaction mode needs.
+BOUNDS = text(
+    "SELECT set_config('lock_timeout', '2s', true),"
+    " set_config('idle_in_transaction_session_timeout', '10s', true)"
 )
 LOCK = text(
     """
@@ -54,10 +65,13 @@ LOCK = text(
     """
 )
 # Per key: its running task if it has one, else its first waiting one (the only one that may go).
+# A task waiting to retry holds its place; one submitted to run later does not hold the line
+# before it is due (else a task for next year would stop its key until then).
 KEY_HEADS = text(
     """
     SELECT DISTINCT ON (concurrency_key) concurrency_key, id, status FROM tasks
-    WHERE concurrency_key = ANY(CAST(:keys AS TEXT[])) AND status IN ('PENDING', 'RETRY', 'PROCESSING')
+    WHERE concurrency_key = ANY(CAST(:keys AS TEXT[]))
+      AND (status IN ('RETRY', 'PROCESSING') OR (status = 'PENDING' AND run_at <= statement_timestamp()))
     ORDER BY concurrency_key, status = 'PROCESSING' DESC, created_at, id
     """
 )
@@ -105,6 +119,7 @@ async def claim_limited(
 ) -> dict[uuid.UUID, Moved | Throttled]:
     """In `db`'s transaction (the caller commits): claim those of `ids` their limits let run, in
     the order they were recorded, and hold the others back."""
+    await db.execute(BOUNDS)
     waiting = (await db.execute(WAITING, {"ids": ids})).all()
     if not waiting:
         return {}
@@ -125,7 +140,9 @@ async def claim_limited(
             ):
                 delays[row.id] = _recheck(recheck_s)
         going = [row for row in going if row.id not in delays]
-    running = {row.type: row.running for row in await db.execute(RUNNING, {"types": limited})}
+    running = (
+        {row.type: row.running for row in await db.execute(RUNNING, {"types": limited})} if limited else {}
+    )
     by_type: dict[str, list[Any]] = defaultdict(list)
     for row in going:
         by_type[row.type].append(row)
@@ -141,9 +158,11 @@ async def claim_limited(
             params = {"name": name, "wanted": len(rows), "amount": amount, "period_s": period_s}
             await db.execute(NEW_WINDOW, {"name": name})
             taken = (await db.execute(TAKE_STARTS, params)).one()
-            for row in rows[taken.granted :]:
-                # Due when a start comes free, spread so they do not all come back at once.
-                delays[row.id] = max(0.01, float(taken.wait_s)) + random.uniform(0, period_s / amount)  # noqa: S311
+            for place, row in enumerate(rows[taken.granted :]):
+                # When a start comes free for it: the first `amount` in line at the next one,
+                # the next `amount` a period later, and so on, spread within their period.
+                spread = random.uniform(0, period_s / amount)  # noqa: S311
+                delays[row.id] = max(0.01, float(taken.wait_s)) + (place // amount) * period_s + spread
             rows[taken.granted :] = []
     chosen = [row.id for rows in by_type.values() for row in rows]
     results: dict[uuid.UUID, Moved | Throttled] = {}
@@ -151,8 +170,8 @@ async def claim_limited(
         claimed = await transitions.claim_many(db, chosen, worker, lease_s)
         results |= {task.id: task for task in claimed.moved if task is not None}
     if delays:
-        for row in await transitions.hold_back(db, delays):
-            results[row.id] = Throttled(Delivery.of(row))
+        for row in await transitions.hold_back(db, list(delays)):
+            results[row.id] = Throttled(Delivery(row.id, row.attempts, delays[row.id]))
         for row in waiting:
             if row.id in delays:
                 metrics.task_event(row.type, metrics.TaskEvent.HELD_BACK)

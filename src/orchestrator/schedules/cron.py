@@ -47,10 +47,18 @@ _SYNTAX = (
 )
 
 
+# Every process reads the rules of the pinned tzdata package, never the host's files: two hosts
+# with other rules (or another local zone) would compute other instants for one tick, and fire
+# it twice or not at all.
+zoneinfo.reset_tzpath(to=())
+# Names that are no place's rules: the host's own zone, and tzdata's placeholders.
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 @functools.cache
 def timezones() -> frozenset[str]:
-    """The IANA names this host's timezone database holds (the tzdata package's at least)."""
-    return frozenset(zoneinfo.available_timezones())
+    """The IANA names the pinned tzdata package holds."""
+    return frozenset(zoneinfo.available_timezones()) - _NOT_ZONES
 
 
 def cron_syntax(expression: str) -> str:
@@ -69,6 +77,8 @@ def known_timezone(name: str) -> str:
 # A tick further than this from the last: a schedule that never fires (the 30th of February).
 _MAX_YEARS_BETWEEN_TICKS = 5
 _SECOND = dt.timedelta(seconds=1)
+# Hour fields that mean every hour: a schedule written so runs through a repeated hour too.
+_EVERY_HOUR = frozenset({"*", "*/1", "0-23", "0-23/1"})
 
 
 @dataclass(frozen=True)
@@ -105,7 +115,7 @@ class Cron:
     @property
     def _names_its_hours(self) -> bool:
         hours = self.expression.split()[2 if self._with_seconds else 1]
-        return hours != "*"
+        return hours not in _EVERY_HOUR
 
     def _ticks(self, start: dt.datetime, *, backwards: bool = False) -> croniter:
         return croniter(

@@ -18,7 +18,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
+from sqlalchemy.dialects.postgresql import TIMESTAMP
 from uuid_utils.compat import uuid7
 
 from orchestrator.job import RetryPolicy
@@ -41,8 +42,13 @@ DUE = text(
     """
 )
 FIRED = text(
-    "UPDATE schedules SET next_run_at = :next, last_run_at = :tick, updated_at = now() WHERE id = :id"
-)
+    "UPDATE schedules SET next_run_at = :next, last_run_at = coalesce(:tick, last_run_at), updated_at = now()"
+    " WHERE id = :id"
+).bindparams(bindparam("tick", type_=TIMESTAMP(timezone=True)))
+# A round holds the schedule; a lead's delete holds the lead, then clears it from its schedules:
+# the round waits for no lead (that order would deadlock) and skips a schedule whose lead is
+# held, until the next round.
+LOCK_LEAD = text("SELECT true FROM leads WHERE id = :id FOR KEY SHARE SKIP LOCKED")
 # A schedule whose cron no longer computes (its timezone gone from this host's database) is
 # looked at again in a minute rather than every round.
 LATER = text("UPDATE schedules SET next_run_at = now() + interval '1 minute' WHERE id = :id")
@@ -61,11 +67,15 @@ DECLARE = text(
         cron = excluded.cron, timezone = excluded.timezone, lead_id = NULL, updated_at = now(),
         next_run_at = CASE WHEN (s.cron, s.timezone) = (excluded.cron, excluded.timezone)
                            THEN s.next_run_at ELSE excluded.next_run_at END
-    WHERE (s.type, s.payload, s.cron, s.timezone, s.declared_by, s.lead_id)
+    WHERE s.declared_by IS NOT NULL
+      AND (s.type, s.payload, s.cron, s.timezone, s.declared_by, s.lead_id)
           IS DISTINCT FROM (excluded.type, excluded.payload, excluded.cron, excluded.timezone,
                             excluded.declared_by, NULL)
+    RETURNING id
     """
 )
+# A schedule the API made under a declared name stays the API's: the declaration is not applied.
+MADE_BY_API = text("SELECT true FROM schedules WHERE name = :name AND declared_by IS NULL")
 
 
 async def fire_due(db: AsyncConnection, registry: Registry, catch_up_s: float, limit: int = 100) -> list[Any]:
@@ -76,13 +86,18 @@ async def fire_due(db: AsyncConnection, registry: Registry, catch_up_s: float, l
         try:
             cron = Cron(schedule.cron, schedule.timezone)
             window = max(schedule.next_run_at, schedule.now - dt.timedelta(seconds=catch_up_s))
-            ticks = cron.between(window, schedule.now, TICKS_PER_ROUND) or [cron.latest_until(schedule.now)]
+            ticks = cron.between(window, schedule.now, TICKS_PER_ROUND)
+            if not ticks and (latest := cron.latest_until(schedule.now)) >= schedule.next_run_at:
+                ticks = [latest]
             # A round cut short at TICKS_PER_ROUND leaves the rest due for the next one.
             following = cron.next_after(ticks[-1] if len(ticks) == TICKS_PER_ROUND else schedule.now)
+            last = None
         except (ValueError, KeyError, LookupError) as exc:
             logger.warning("schedule %s: cron %r no longer computes: %r", schedule.name, schedule.cron, exc)
             await db.execute(LATER, {"id": schedule.id})
             continue
+        if schedule.lead_id is not None and not await db.scalar(LOCK_LEAD, {"id": schedule.lead_id}):
+            continue  # its lead is being deleted (which clears it from the schedule): next round
         job_type = registry.get(schedule.type)
         for tick in ticks:
             task = await transitions.record_tick(
@@ -97,7 +112,8 @@ async def fire_due(db: AsyncConnection, registry: Registry, catch_up_s: float, l
             )
             if task is not None:
                 recorded.append(task)
-        await db.execute(FIRED, {"id": schedule.id, "next": following, "tick": ticks[-1]})
+                last = tick
+        await db.execute(FIRED, {"id": schedule.id, "next": following, "tick": last})
     return recorded
 
 
@@ -134,5 +150,13 @@ async def declare(db: AsyncConnection, registry: Registry) -> int:
             "timezone": cron.timezone,
             "next_run_at": cron.next_after(now),
         }
-        changed += (await db.execute(DECLARE, params)).rowcount
+        if (await db.execute(DECLARE, params)).first() is not None:
+            changed += 1
+        elif await db.scalar(MADE_BY_API, {"name": scheduled.name}):
+            logger.warning(
+                "schedule %r declared by job type %r is not applied: a schedule of that name was made"
+                " through the API (rename one of them)",
+                scheduled.name,
+                type_name,
+            )
     return changed

@@ -58,7 +58,9 @@ class Task(Timestamped, Base):
     # Tasks sharing a key never run at once, and run in the order they were recorded.
     concurrency_key: Mapped[str | None] = mapped_column(String(200))
     # The schedule and the tick it was made for: one task per tick, by the unique index below.
-    schedule_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    # No foreign key: deleting a schedule must not rewrite (and lock) every task it ever made;
+    # its tasks keep its id.
+    schedule_id: Mapped[uuid.UUID | None]
     scheduled_for: Mapped[dt.datetime | None]
     # The W3C traceparent of the request that wrote it: each attempt's run continues that trace.
     trace_context: Mapped[str | None] = mapped_column(String(100))

@@ -446,29 +446,31 @@ HEARTBEAT = text(
 # PENDING | RETRY -> PROCESSING for many due tasks at once: the claims of concurrent deliveries in
 # one statement. Rows are locked in id order so that two overlapping batches cannot deadlock.
 # Gated (:gated), it leaves alone a task with a concurrency key or of a limited type (:limited)
-# and names it in `held`: those are claimed by `runner.limits`, under its locks.
+# and names it in `held`: those are claimed by `runner.limits`, under its locks. Its times are
+# the statement's, not its transaction's: a claim under limits may have waited for a lock.
 CLAIM_MANY = text(
     """
     WITH wanted AS (
         SELECT t.id, t.status FROM tasks AS t
-        WHERE t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY') AND t.run_at <= now()
+        WHERE t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY')
+          AND t.run_at <= statement_timestamp()
           AND NOT (:gated AND (t.concurrency_key IS NOT NULL OR t.type = ANY(CAST(:limited AS TEXT[]))))
         ORDER BY t.id FOR NO KEY UPDATE
     ), moved AS (
-        UPDATE tasks AS t SET status = 'PROCESSING', updated_at = now(), attempts = t.attempts + 1,
-            started_at = coalesce(t.started_at, now()), worker_id = :worker,
-            lease_until = now() + make_interval(secs => :lease_s)
+        UPDATE tasks AS t SET status = 'PROCESSING', updated_at = statement_timestamp(),
+            attempts = t.attempts + 1, started_at = coalesce(t.started_at, statement_timestamp()),
+            worker_id = :worker, lease_until = statement_timestamp() + make_interval(secs => :lease_s)
         FROM wanted AS w
         WHERE t.id = w.id AND t.status IN ('PENDING', 'RETRY')
         RETURNING t.id, t.type, t.status, w.status AS from_status, t.payload, t.attempts, t.max_attempts,
                   t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context
     ), event AS (
-        INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id)
-        SELECT id, from_status, status, attempts, :worker FROM moved
+        INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, at)
+        SELECT id, from_status, status, attempts, :worker, updated_at FROM moved
     ), held AS (
         SELECT array_agg(t.id) AS ids FROM tasks AS t
         WHERE :gated AND t.id = ANY(CAST(:ids AS UUID[])) AND t.status IN ('PENDING', 'RETRY')
-          AND t.run_at <= now()
+          AND t.run_at <= statement_timestamp()
           AND (t.concurrency_key IS NOT NULL OR t.type = ANY(CAST(:limited AS TEXT[])))
     )
     SELECT moved.*, held.ids AS held FROM held LEFT JOIN moved ON true
@@ -503,21 +505,21 @@ async def claim_many(
     return Claimed([moved.pop(task_id, None) for task_id in ids], held)
 
 
-# No status change: due tasks a limit holds back wait `delay_s` each, and are delivered then.
+# No status change: due tasks a limit holds back stay due, in their place in line; updated_at
+# says they were looked at (the reconciler leaves them to the worker that delivers them again).
 HOLD_BACK = text(
     """
-    UPDATE tasks AS t SET run_at = now() + make_interval(secs => d.delay_s), updated_at = now()
-    FROM unnest(CAST(:ids AS UUID[]), CAST(:delays AS FLOAT8[])) AS d(id, delay_s)
-    WHERE t.id = d.id AND t.status IN ('PENDING', 'RETRY') AND t.run_at <= now()
-    RETURNING t.id, t.attempts, t.run_at, t.updated_at
+    UPDATE tasks AS t SET updated_at = statement_timestamp()
+    FROM (SELECT id FROM tasks WHERE id = ANY(CAST(:ids AS UUID[])) ORDER BY id FOR NO KEY UPDATE) AS held
+    WHERE t.id = held.id AND t.status IN ('PENDING', 'RETRY')
+    RETURNING t.id, t.attempts
     """
 )
 
 
-async def hold_back(db: Executor, delays: dict[uuid.UUID, float]) -> list[Row[Any]]:
-    """Make each due task wait its delay; the rows (id, attempts, run_at, updated_at) to deliver."""
-    params = {"ids": list(delays), "delays": list(delays.values())}
-    return list((await db.execute(HOLD_BACK, params)).all())
+async def hold_back(db: Executor, ids: list[uuid.UUID]) -> list[Row[Any]]:
+    """Stamp each task held back; the rows (id, attempts) still waiting, to deliver again."""
+    return list((await db.execute(HOLD_BACK, {"ids": ids})).all())
 
 
 # PROCESSING -> COMPLETED for many tasks at once, each guarded by the attempt its worker holds.
