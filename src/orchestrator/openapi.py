@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING, Any
 from litestar.openapi.spec import OpenAPIType, Schema
 from pydantic.json_schema import models_json_schema
 
+from jobs.workflow_execute import MAX_DEPTH
 from orchestrator.leads.schemas import RECIPIENT_MARK, LeadPatch, LeadWrite, recipient_pattern
 from orchestrator.plain_text import NO_CONTROLS
 from orchestrator.schedules.schemas import ScheduleCreate, SchedulePatch
 from orchestrator.tasks.schemas import JOB_TYPE_MARK, TaskBatch, TaskCreate
+from orchestrator.tasks.workflows import LEAD, NESTED
 
 if TYPE_CHECKING:
     from litestar.openapi.spec import OpenAPI
@@ -79,6 +81,8 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
         payload_schemas[name] = payload_schema
     for model, required in ((TaskCreate, True), (ScheduleCreate, True), (SchedulePatch, False)):
         _one_of_by_type(definitions, model.__name__, registry, payload_schemas, payload_required=required)
+    if NESTED in registry:
+        _nested_workflows(definitions, registry, payload_schemas[NESTED])
     marks = {
         JOB_TYPE_MARK: {"type": "string", "enum": sorted(registry)},
         RECIPIENT_MARK: _recipients(registry.settings.email_allowed_domains if registry.settings else []),
@@ -86,6 +90,40 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
     for name, definition in definitions.items():
         schemas[name] = _exact(definition, marks)
     schemas[PLAIN_JSON] = PLAIN_JSON_SCHEMA
+
+
+def _nested_workflows(definitions: dict[str, Any], registry: Registry, workflow: dict[str, Any]) -> None:
+    """A workflow's steps as its submit-time check takes them. A step that runs a workflow has a
+    workflow's payload, whose steps are steps again, MAX_DEPTH levels down at most, and whose
+    `lead_id` may be the outer one's `${lead_id}`. Any other step's payload is checked when it
+    runs (its references to earlier steps are filled then): any object."""
+    prefix = f"{NESTED}."
+    step = definitions.get(prefix + "Step")
+    if step is None:
+        return
+    others = copy.deepcopy(step)
+    others["properties"]["type"] = {"enum": sorted(name for name in registry if name != NESTED)}
+    definitions[prefix + "Step.other"] = others
+    level_name = prefix + "Step"
+    for level in range(1, MAX_DEPTH):
+        inner_step = f"{prefix}Step{level + 1}"
+        nested = copy.deepcopy(workflow)
+        nested["title"] = f"{prefix}Nested{level + 1}"
+        nested["properties"]["steps"]["anyOf"][0]["items"] = {"$ref": COMPONENTS + inner_step}
+        nested["properties"]["lead_id"]["anyOf"].append({"const": LEAD})
+        definitions[nested["title"]] = nested
+        runs_workflow = {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"type": {"const": NESTED}, "payload": {"$ref": COMPONENTS + nested["title"]}},
+            "required": ["type", "payload"],
+        }
+        definitions[level_name] = {
+            "title": level_name,
+            "oneOf": [{"$ref": COMPONENTS + prefix + "Step.other"}, runs_workflow],
+        }
+        level_name = inner_step
+    definitions[level_name] = {"title": level_name, "$ref": COMPONENTS + prefix + "Step.other"}
 
 
 def _one_of_by_type(

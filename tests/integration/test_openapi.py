@@ -36,7 +36,34 @@ async def test_a_task_has_one_shape_per_job_type_of_this_service(openapi, client
     }
     assert "payload" in email["required"]  # an empty payload is refused
     assert "payload" not in component(openapi, "TaskCreate.noop").get("required", [])
-    assert component(openapi, "workflow_execute.Step")["properties"]["type"]["enum"] == types
+    others = component(openapi, "workflow_execute.Step.other")["properties"]["type"]["enum"]
+    assert others == [name for name in types if name != "workflow_execute"]
+
+
+def _nested(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "workflow_execute", "payload": {"steps": steps, "lead_id": "${lead_id}"}}
+
+
+async def test_a_step_runs_a_workflow_as_deep_as_the_submit_check_allows_and_the_document_says(
+    openapi, client
+):
+    """Three levels of workflows: the document's steps nest that deep, and so does the API."""
+    level, depth = "workflow_execute.Step", 1
+    while "oneOf" in (step := component(openapi, level)):
+        runs = step["oneOf"][1]
+        assert runs["properties"]["type"] == {"const": "workflow_execute"}
+        assert "payload" in runs["required"]
+        nested = component(openapi, runs["properties"]["payload"]["$ref"].rsplit("/", 1)[1])
+        assert {"const": "${lead_id}"} in nested["properties"]["lead_id"]["anyOf"]
+        level, depth = nested["properties"]["steps"]["anyOf"][0]["items"]["$ref"].rsplit("/", 1)[1], depth + 1
+    assert depth == 3  # the innermost steps run no workflow
+
+    innermost = [{"type": "noop"}]
+    three = {"type": "workflow_execute", "payload": {"steps": [_nested([_nested(innermost)])]}}
+    assert (await client.post("/tasks", json=three)).status_code == 202
+    four = {"type": "workflow_execute", "payload": {"steps": [_nested([_nested([_nested(innermost)])])]}}
+    refused = await client.post("/tasks", json=four)
+    assert refused.status_code == 422, refused.text
 
 
 async def test_the_bounds_the_code_enforces_are_in_the_document(openapi):
