@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from orchestrator.settings import Settings
 
-__all__ = ["RUN_TASK", "Deliverable", "Deliveries", "Delivery", "enqueue", "make_queue"]
+__all__ = ["RUN_TASK", "Deliverable", "Deliveries", "Delivery", "enqueue", "make_queue", "nudge"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,31 @@ def make_queue(settings: Settings) -> RedisQueue:
     )
     throttle = settings.redis_max_connections // 2
     return RedisQueue(Redis(connection_pool=pool), name=settings.queue_name, max_concurrent_ops=throttle)
+
+
+# A delivery scheduled for later, made poppable now: what SAQ's own schedule timer does when
+# its time comes, in one atomic step with it (a job it already moved is left alone).
+_NUDGE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) > 0 then
+    redis.call('ZADD', KEYS[1], 0, ARGV[1])
+    redis.call('RPUSH', KEYS[2], ARGV[1])
+    return 1
+end
+return 0
+"""
+
+
+async def nudge(queue: Queue, deliveries: Iterable[Delivery]) -> int:
+    """Deliver now the given deliveries that wait in SAQ's schedule; how many did."""
+    if not isinstance(queue, RedisQueue):
+        return 0
+    script = queue.redis.register_script(_NUDGE)
+    keys = [queue.namespace("incomplete"), queue.namespace("queued")]
+    moved = 0
+    for delivery in deliveries:
+        moved += int(await script(keys=keys, args=[queue.job_id(delivery.job_key)]))
+    return moved
 
 
 async def enqueue(queue: Queue, deliveries: Iterable[Delivery], job_ttl_s: int) -> int:

@@ -616,4 +616,11 @@ MUTANTS = [
         ("tests/integration/test_schedules.py", "tests/unit/test_cron.py"),
         quick=True,
     ),
+    Mutant(
+        "a task's end does not hand its key to the next in line: it waits for its next look",
+        EXECUTE,
+        "            await self._next_in_line(task)\n",
+        "            pass\n",
+        ("tests/e2e/test_job_limits.py::test_a_concurrency_key_serialises_its_tasks_in_submission_order",),
+    ),
 ]

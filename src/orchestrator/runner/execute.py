@@ -18,7 +18,7 @@ from orchestrator.db import server_away, sqlstate, transient
 from orchestrator.errors import PermanentError, Unprocessable
 from orchestrator.job import JobContext, Superseded, Suspend
 from orchestrator.metrics import TaskEvent
-from orchestrator.queue import Delivery, enqueue
+from orchestrator.queue import Delivery, enqueue, nudge
 from orchestrator.runner.batching import Batcher
 from orchestrator.runner.limits import Throttled, claim_limited
 from orchestrator.runner.wakeups import wake_workflows
@@ -157,6 +157,19 @@ class Runner:
             tracing.attempt_span(task.type, task.trace_context, **context),
         ):
             await self._attempt(task)
+        if task.concurrency_key is not None or self.registry.limits(task.type).concurrency is not None:
+            await self._next_in_line(task)
+
+    async def _next_in_line(self, task: Moved) -> None:
+        """This attempt freed its key, or a slot of its type: the tasks held back for it go now,
+        not at their next look (their delivery waits in SAQ's schedule)."""
+        limit = self.registry.limits(task.type).concurrency if task.concurrency_key is None else 1
+        try:
+            async with self.engine.begin() as db:
+                waiting = await transitions.next_in_line(db, task.concurrency_key, task.type, limit or 1)
+            await nudge(self.queue, [Delivery(row.id, row.attempts) for row in waiting])
+        except Exception as exc:  # they still come at their next look
+            logger.warning("task %s: the tasks waiting behind it were not woken: %r", task.id, exc)
 
     async def _attempt(self, task: Moved) -> None:
         try:

@@ -54,6 +54,7 @@ class Moved:
     run_at: dt.datetime
     updated_at: dt.datetime
     trace_context: str | None
+    concurrency_key: str | None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Moved:
@@ -71,12 +72,14 @@ class Moved:
             run_at=row.run_at,
             updated_at=row.updated_at,
             trace_context=row.trace_context,
+            concurrency_key=row.concurrency_key,
         )
 
 
 # What every single-task transition returns: the task as it left it, and the status it had.
 _MOVED = """t.id, t.type, t.status, old.status AS from_status, t.payload, t.attempts, t.max_attempts,
-              t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context"""
+              t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context,
+              t.concurrency_key"""
 
 
 def _with_event(update: str) -> TextClause:
@@ -463,7 +466,8 @@ CLAIM_MANY = text(
         FROM wanted AS w
         WHERE t.id = w.id AND t.status IN ('PENDING', 'RETRY')
         RETURNING t.id, t.type, t.status, w.status AS from_status, t.payload, t.attempts, t.max_attempts,
-                  t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context
+                  t.timeout_s, t.lead_id, t.parent_id, t.run_at, t.updated_at, t.trace_context,
+                  t.concurrency_key
     ), event AS (
         INSERT INTO task_events (task_id, from_status, to_status, attempt, worker_id, at)
         SELECT id, from_status, status, attempts, :worker, updated_at FROM moved
@@ -515,6 +519,21 @@ HOLD_BACK = text(
     RETURNING t.id, t.attempts
     """
 )
+
+
+# The first due tasks waiting behind a key, or (no key) of a type: the ones a slot just freed.
+NEXT_IN_LINE = text(
+    """
+    SELECT id, attempts FROM tasks
+    WHERE status IN ('PENDING', 'RETRY') AND run_at <= statement_timestamp()
+      AND CASE WHEN CAST(:key AS TEXT) IS NOT NULL THEN concurrency_key = :key ELSE type = :type END
+    ORDER BY created_at, id LIMIT :limit
+    """
+)
+
+
+async def next_in_line(db: Executor, key: str | None, type_: str, limit: int) -> list[Row[Any]]:
+    return list((await db.execute(NEXT_IN_LINE, {"key": key, "type": type_, "limit": limit})).all())
 
 
 async def hold_back(db: Executor, ids: list[uuid.UUID]) -> list[Row[Any]]:
