@@ -23,9 +23,10 @@ COUNTS = text(
 
 @pytest.fixture(scope="module")
 def worker_extra_env() -> dict[str, str]:
-    # Held-back tasks look again only after half a minute: what moves them on here is the end of
-    # the task they wait for, which hands its slot or key to the next in line at once.
-    return {"LIMIT_RECHECK_S": "30"}
+    # Held-back tasks look again only after half a minute, and the reconciler leaves due tasks to
+    # their workers for twenty seconds: what moves them on here is the end of the task they wait
+    # for, which hands its slot or key to the next in line at once.
+    return {"LIMIT_RECHECK_S": "30", "RECONCILE_GRACE_S": "20"}
 
 
 @pytest.fixture
