@@ -68,6 +68,7 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         task_heartbeat_s=0.3,
         reconcile_interval_s=0.5,
         reconcile_grace_s=1.0,
+        limit_recheck_s=0.5,
         shutdown_grace_s=5,
         api_rate_limit=TEST_RATE_LIMIT,
         api_key_failure_limit=TEST_RATE_LIMIT,

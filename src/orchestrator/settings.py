@@ -109,9 +109,10 @@ class Settings(BaseSettings):
         ' {"crm_update": {"concurrency": 5, "rate_limit": "10/second"}}',
     )
     limit_recheck_s: float = Field(
-        default=1.0,
+        default=5.0,
         gt=0,
-        description="How soon a task held back by a limit or its concurrency key is tried again",
+        description="How soon a task held back by a limit or its concurrency key looks again (the end of"
+        " the task it waits for hands it the slot or key at once)",
     )
     schedule_poll_s: float = Field(
         default=1.0, gt=0, description="How often each worker process fires the due schedules' ticks"

@@ -69,7 +69,9 @@ LOCK = text(
 # before it is due (else a task for next year would stop its key until then).
 KEY_HEADS = text(
     """
-    SELECT DISTINCT ON (concurrency_key) concurrency_key, id, status FROM tasks
+    SELECT DISTINCT ON (concurrency_key) concurrency_key, id, status,
+        greatest(0, extract(epoch FROM run_at - statement_timestamp())) AS due_in_s
+    FROM tasks
     WHERE concurrency_key = ANY(CAST(:keys AS TEXT[]))
       AND (status IN ('RETRY', 'PROCESSING') OR (status = 'PENDING' AND run_at <= statement_timestamp()))
     ORDER BY concurrency_key, status = 'PROCESSING' DESC, created_at, id
@@ -138,7 +140,10 @@ async def claim_limited(
             if row.concurrency_key is not None and (
                 head is None or head.id != row.id or head.status == "PROCESSING"
             ):
-                delays[row.id] = _recheck(recheck_s)
+                # Behind a task waiting to retry: not before that one is due. Behind a running
+                # one: its end hands the key on; the look again is for an end that never comes.
+                waiting_s = float(head.due_in_s) if head is not None and head.status == "RETRY" else 0.0
+                delays[row.id] = waiting_s + _recheck(recheck_s)
         going = [row for row in going if row.id not in delays]
     running = (
         {row.type: row.running for row in await db.execute(RUNNING, {"types": limited})} if limited else {}
