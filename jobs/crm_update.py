@@ -3,7 +3,7 @@
 Every API write to a lead records one (with no changes) so the CRM hears of it. The changes
 are applied once per task, whichever attempts run: a retry after a failed push pushes the lead
 as it is then, and never writes the old changes over a newer write. The push goes to
-CRM_WEBHOOK_URL, signed (see orchestrator.leads.crm_sync). With no webhook configured the sync
+CRM_WEBHOOK_URL, signed (see orchestrator.webhooks). With no webhook configured the sync
 is reported as skipped.
 """
 
@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import text
 
 from orchestrator.job import JobContext, JobType, RetryPolicy
 from orchestrator.leads.crm_sync import push_lead
@@ -42,12 +43,15 @@ async def handle(ctx: JobContext, payload: CrmUpdatePayload) -> dict[str, Any]:
         else:
             lead = await get_lead(session, payload.lead_id)
         state = LeadRead.model_validate(lead).model_dump(mode="json")
+        # The signature's timestamp by the database's clock: a receiver refuses one too far from
+        # its own, and this host's may be off.
+        now = (await session.execute(text("SELECT clock_timestamp()"))).scalar_one()
     result = {"lead_version": state["version"], "changed": sorted(payload.changes.model_fields_set)}
     settings = ctx.settings
     if settings.crm_webhook_url is None or settings.crm_webhook_secret is None:
         return result | {"crm_sync": "skipped", "reason": "CRM_WEBHOOK_URL is not configured"}
     secret = settings.crm_webhook_secret.get_secret_value()
-    status = await push_lead(ctx.http, settings.crm_webhook_url, secret, state, ctx.idempotency_key)
+    status = await push_lead(ctx.http, settings.crm_webhook_url, secret, state, ctx.idempotency_key, now)
     return result | {"crm_sync": "sent", "crm_status": status}
 
 

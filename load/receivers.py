@@ -1,13 +1,12 @@
 """The third parties of a load run as real servers on 127.0.0.1: an SMTP server and a CRM webhook.
 
 Both accept everything that is well formed and record each receipt (load/effects.py). The CRM
-checks the push's signature and refuses an unsigned one, as a real CRM would.
+checks the push's signature (Standard Webhooks, its timestamp's age too) and refuses an unsigned
+one, as a real CRM would.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import secrets
 import threading
 from contextlib import contextmanager
@@ -17,10 +16,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.controller import Controller
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from load.effects import EffectsWriter
 from load.service import free_port
-from orchestrator.leads.crm_sync import SIGNATURE_HEADER
+from orchestrator.webhooks import signer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,8 +50,11 @@ class _CrmHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        expected = "sha256=" + hmac.new(self.server.secret.encode(), body, hashlib.sha256).hexdigest()
-        signed = hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected)
+        try:
+            signer(self.server.secret).verify(body, dict(self.headers.items()))
+            signed = True
+        except WebhookVerificationError:
+            signed = False
         if signed:
             self.server.log.record("push", self.headers.get("Idempotency-Key", ""))
         self.send_response(200 if signed else 401)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from orchestrator import idempotency as _idempotency  # noqa: F401
 from orchestrator.auth import models as _auth  # noqa: F401
+from orchestrator.callbacks import models as _callbacks  # noqa: F401
 from orchestrator.db import Base
 from orchestrator.leads import models as _leads  # noqa: F401  (registers the tables)
 from orchestrator.mail import models as _mail  # noqa: F401

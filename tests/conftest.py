@@ -16,7 +16,7 @@ from orchestrator.auth.keys import issue_key
 from orchestrator.auth.models import Scope
 from orchestrator.embedded import embedded_postgres, embedded_redis
 from orchestrator.settings import Settings, to_libpq_url
-from tests.helpers import TEST_RATE_LIMIT
+from tests.helpers import CALLBACK_SECRET, TEST_RATE_LIMIT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -64,6 +64,9 @@ def settings(database_url: str, server_urls: tuple[str, str]) -> Settings:
         job_packages=["jobs", "tests.jobs"],
         test_job_types=True,
         email_allowed_domains=["example.com"],
+        # Callbacks to the tests' own receivers only.
+        callback_allowed_hosts=["127.0.0.1"],
+        callback_secret=CALLBACK_SECRET,
         task_lease_s=3.0,
         task_heartbeat_s=0.3,
         reconcile_interval_s=0.5,

@@ -6,6 +6,7 @@ Fixtures live in the conftest.py files and use these; test modules import them f
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import threading
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 
 # High enough never to refuse a test, low enough that the moving window stays small.
 TEST_RATE_LIMIT = "10000/second"
+# The key callbacks are signed with in the tests; receivers check with the Standard Webhooks
+# library's own reading of it.
+CALLBACK_SECRET = "whsec_" + base64.b64encode(b"callback-key-of-the-tests").decode()
 
 DUE_A_MINUTE_AGO = text(
     "UPDATE tasks SET run_at = now() - interval '1 min', updated_at = now() - interval '1 min' WHERE id = :id"
@@ -115,9 +119,13 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     env = {
         name.upper(): json.dumps(value) if isinstance(value, list) else str(value)
-        for name, value in settings.model_dump(exclude={"crm_webhook_secret", "data_dir"}).items()
+        for name, value in settings.model_dump(
+            exclude={"crm_webhook_secret", "callback_secret", "data_dir"}
+        ).items()
         if value is not None
     }
+    if settings.callback_secret is not None:
+        env["CALLBACK_SECRET"] = settings.callback_secret.get_secret_value()
     return env
 
 

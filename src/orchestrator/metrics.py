@@ -63,6 +63,9 @@ RECONCILER_ROUNDS = Counter(
 # limit: "key" (a key's own rate), "wrong_keys" (an address's failed keys)
 RETENTION_DELETED = Counter("orchestrator_retention_deleted", "Finished tasks deleted after TASK_RETENTION")
 RATE_LIMITED = Counter("orchestrator_rate_limited", "Requests refused with 429", ["limit"])
+CALLBACKS = Counter(
+    "orchestrator_callbacks", "Callback POSTs by outcome: delivered, retried, given_up", ["outcome"]
+)
 for _limit in ("key", "wrong_keys"):  # served from 0, so that a rate sees the first refusal
     RATE_LIMITED.labels(_limit)
 DB_CONNECTIONS_IN_USE = Gauge(

@@ -20,10 +20,11 @@ from litestar.openapi.spec import OpenAPIType, Schema
 from pydantic.json_schema import models_json_schema
 
 from jobs.workflow_execute import MAX_DEPTH
+from orchestrator.callbacks.targets import url_pattern
 from orchestrator.leads.schemas import RECIPIENT_MARK, LeadPatch, LeadWrite, recipient_pattern
 from orchestrator.plain_text import NO_CONTROLS
 from orchestrator.schedules.schemas import ScheduleCreate, SchedulePatch
-from orchestrator.tasks.schemas import JOB_TYPE_MARK, TaskBatch, TaskCreate
+from orchestrator.tasks.schemas import CALLBACK_MARK, JOB_TYPE_MARK, TaskBatch, TaskCreate
 from orchestrator.tasks.workflows import LEAD, NESTED
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
     marks = {
         JOB_TYPE_MARK: {"type": "string", "enum": sorted(registry)},
         RECIPIENT_MARK: _recipients(registry.settings.email_allowed_domains if registry.settings else []),
+        CALLBACK_MARK: _callback_urls(registry.settings.callback_allowed_hosts if registry.settings else []),
     }
     for name, definition in definitions.items():
         schemas[name] = _exact(definition, marks)
@@ -189,6 +191,12 @@ def _recipients(domains: list[str]) -> dict[str, Any]:
             "description": "Off: EMAIL_ALLOWED_DOMAINS is empty, so a task mails its lead only",
         }
     return {"type": "string", "maxLength": 254, "pattern": recipient_pattern(domains)}
+
+
+def _callback_urls(hosts: list[str]) -> dict[str, Any]:
+    if not hosts:
+        return {"not": {}, "description": "Off: CALLBACK_ALLOWED_HOSTS is empty"}
+    return {"type": "string", "minLength": 1, "maxLength": 2048, "pattern": url_pattern(hosts)}
 
 
 def _exact(schema: Any, marks: dict[str, dict[str, Any]]) -> Any:

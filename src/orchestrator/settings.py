@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     default_phone_region: str = Field(default="US", description="Region for phones without +country")
     crm_webhook_url: str | None = Field(default=None, description="crm_update POSTs each lead's state here")
     crm_webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC-SHA256 key for the signature"
+        default=None,
+        description="Standard Webhooks signing key: whsec_ and base64, or any other text used as it is",
     )
     crm_webhook_timeout_s: float = Field(default=10.0, gt=0)
     smtp_url: SecretStr | None = Field(
@@ -147,6 +148,23 @@ class Settings(BaseSettings):
     email_allowed_domains: list[str] = Field(
         default=[],
         description='Domains email_send may mail with a `to`, e.g. ["example.com"]; none: only leads',
+    )
+    callback_allowed_hosts: list[str] = Field(
+        default=[],
+        description='Hosts a callback_url may name, e.g. ["hooks.example.com", "*.example.org"];'
+        " none: no callbacks",
+    )
+    callback_secret: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks signing key of callbacks: whsec_ and base64, or any other text"
+        " used as it is",
+    )
+    callback_timeout_s: float = Field(default=10.0, gt=0, le=60, description="One callback POST's time limit")
+    callback_max_attempts: int = Field(
+        default=10, ge=1, le=30, description="POSTs of one callback before it is given up (backoff to 1 h)"
+    )
+    callback_poll_s: float = Field(
+        default=1.0, gt=0, description="How often each worker looks for due callbacks"
     )
     email_from: str = Field(default="orchestrator@localhost", description="From: of email_send")
     email_outbox_dir: Path = Field(default=Path(".orchestrator/outbox"), description="Where .eml files go")
@@ -170,7 +188,7 @@ class Settings(BaseSettings):
         """TASK_RETENTION in seconds; None: kept forever."""
         return duration_s(self.task_retention) or None
 
-    @field_validator("email_allowed_domains")
+    @field_validator("email_allowed_domains", "callback_allowed_hosts")
     @classmethod
     def _domains_in_lower_case(cls, domains: list[str]) -> list[str]:
         return [domain.strip().lower() for domain in domains if domain.strip()]
@@ -198,6 +216,10 @@ class Settings(BaseSettings):
     def _webhook_is_signed(self) -> Self:
         if self.crm_webhook_url and not self.crm_webhook_secret:
             raise ValueError("CRM_WEBHOOK_URL needs CRM_WEBHOOK_SECRET: the CRM must be able to verify us")
+        if self.callback_allowed_hosts and not self.callback_secret:
+            raise ValueError(
+                "CALLBACK_ALLOWED_HOSTS needs CALLBACK_SECRET: receivers must be able to verify us"
+            )
         return self
 
     log_level: str = "INFO"

@@ -1,10 +1,10 @@
-"""crm_update pushing to a real HTTP server on 127.0.0.1 that checks the signature."""
+"""crm_update pushing to a real HTTP server on 127.0.0.1 that checks the signature with the
+Standard Webhooks library, as a CRM would."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import base64
 import json
 import threading
 import uuid
@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from orchestrator.leads.crm_sync import SIGNATURE_HEADER
 from tests.helpers import submit, wait_for
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.usefixtures("workers")
 
-SECRET = "webhook-secret-for-tests"  # noqa: S105  (a test fixture)
+SECRET = "whsec_" + base64.b64encode(b"webhook-secret-for-tests").decode()  # (a test fixture)
 
 
 class FakeCrm(ThreadingHTTPServer):
@@ -46,9 +46,12 @@ class CrmHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
         lead = json.loads(body)["lead"]
-        signed = hmac.compare_digest(self.headers.get(SIGNATURE_HEADER, ""), expected)
+        try:
+            Webhook(SECRET).verify(body, dict(self.headers.items()))
+            signed = True
+        except WebhookVerificationError:
+            signed = False
         # Plans apply to the test's own update; the push that creating the lead triggers gets 200.
         planned = (lead["status"] == "contacted" and self.server.plans.get(lead["id"])) or [200]
         status = planned.pop(0) if signed else 401
@@ -56,7 +59,13 @@ class CrmHandler(BaseHTTPRequestHandler):
             self.server.arrived.set()
             self.server.release.wait(timeout=30)
         self.server.received.append(
-            {"lead": lead, "signed": signed, "key": self.headers.get("Idempotency-Key"), "status": status}
+            {
+                "lead": lead,
+                "signed": signed,
+                "key": self.headers.get("Idempotency-Key"),
+                "webhook_id": self.headers.get("webhook-id"),
+                "status": status,
+            }
         )
         answer = json.dumps({"ok": status < 300, "detail": f"planned {status}"}).encode()
         self.send_response(status)
@@ -122,6 +131,8 @@ async def test_a_5xx_is_retried_with_the_same_idempotency_key(api, crm):
     assert task["attempts"] == 3
     assert [call["status"] for call in calls] == [500, 503, 200]
     assert {call["key"] for call in calls} == {f"task-{task['id']}"}
+    assert {call["webhook_id"] for call in calls} == {f"task-{task['id']}"}
+    assert all(call["signed"] for call in calls)
 
 
 async def test_a_4xx_fails_at_once_with_the_remote_answer(api, crm):

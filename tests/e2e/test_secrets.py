@@ -20,6 +20,7 @@ SECRETS = {
     "db": "pw-db-5e4c1a",
     "webhook": "whsec-5e4c1b",
     "smtp": "pw-smtp-5e4c1c",
+    "callback": "whsec-5e4c1d",
 }
 
 
@@ -38,6 +39,7 @@ async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings,
         "CRM_WEBHOOK_URL": "http://127.0.0.1:9/crm",  # nothing listens: every push fails
         "CRM_WEBHOOK_SECRET": SECRETS["webhook"],
         "SMTP_URL": f"smtp://mailer:{SECRETS['smtp']}@127.0.0.1:9",
+        "CALLBACK_SECRET": SECRETS["callback"],
     }
     port = free_port()
     api = Service(["api", "--workers", "1", "--port", str(port)], env, tmp_path / "api.log", port)
@@ -49,7 +51,12 @@ async def test_no_secret_appears_in_logs_task_errors_or_problem_bodies(settings,
         await api.wait_ready()
         async with httpx.AsyncClient(base_url=api.base_url, headers=bearer(secrets["api key"])) as client:
             lead = (await client.post("/leads", json=lead_body())).json()
-            email = {"type": "email_send", "payload": {"lead_id": lead["id"], "subject": "Hi", "text": "Hi"}}
+            email = {
+                "type": "email_send",
+                "payload": {"lead_id": lead["id"], "subject": "Hi", "text": "Hi"},
+                "callback_url": "http://127.0.0.1:9/callbacks",  # nothing listens: signed, and failing
+                "max_attempts": 2,
+            }
             email_id = (await client.post("/tasks", json=email)).json()["id"]
             for request in (
                 client.get("/saq/api/queues", auth=("x", secrets["revoked api key"])),
@@ -86,6 +93,9 @@ def _retried_failures(tasks: list[dict[str, Any]]) -> bool:
             t["type"] == job_type and t["attempts"] >= 2 and error in (t["error"] or "") for t in tasks
         )
 
-    return failed_again("email_send", "SMTPConnectError") and failed_again(
-        "crm_update", "connection attempts failed"
+    callback_failed = any(callback["last_error"] for t in tasks for callback in t.get("callbacks", []))
+    return (
+        failed_again("email_send", "SMTPConnectError")
+        and failed_again("crm_update", "connection attempts failed")
+        and callback_failed
     )

@@ -19,6 +19,8 @@ REPORT = "load/report.py"
 LOAD_VERIFY_TESTS = ("tests/integration/test_load_verify.py",)
 LOAD_REPORT_TESTS = ("tests/integration/test_load_report.py",)
 CHAOS_TESTS = ("tests/e2e/test_chaos.py",)
+DELIVER = "src/orchestrator/callbacks/deliver.py"
+CALLBACK_TESTS = ("tests/integration/test_callbacks.py",)
 
 
 @dataclass(frozen=True)
@@ -622,5 +624,61 @@ MUTANTS = [
         "            await self._next_in_line(task)\n",
         "            pass\n",
         ("tests/e2e/test_job_limits.py::test_a_concurrency_key_serialises_its_tasks_in_submission_order",),
+    ),
+    Mutant(
+        "a delivered callback is taken and sent again",
+        DELIVER,
+        "WHERE delivered_at IS NULL AND given_up_at IS NULL AND next_at <= now()",
+        "WHERE next_at <= now()",
+        CALLBACK_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a failed callback is retried at once, without backoff",
+        DELIVER,
+        '"delay_s": 0.0 if give_up else BACKOFF.delay_s(row.attempts)',
+        '"delay_s": 0.0',
+        CALLBACK_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a callback goes to a host the deployment no longer allows",
+        DELIVER,
+        "allowed_host(row.url, settings.callback_allowed_hosts)  # the list",
+        "row.url  # the list",
+        CALLBACK_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a sender gone mid-POST leaves its callback due at once: sent twice at the same time",
+        DELIVER,
+        "hold_s = settings.callback_timeout_s + 5.0",
+        "hold_s = 0.0",
+        CALLBACK_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a callback_url's host is not checked at submit",
+        "src/orchestrator/tasks/services.py",
+        "targets.check(data.callback_url, settings.callback_allowed_hosts if settings is not None else [])",
+        "None",
+        CALLBACK_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "a task cancelled records no callback",
+        "migrations/versions/0015_callbacks.py",
+        "WHEN (NEW.callback_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED', 'CANCELLED')",
+        "WHEN (NEW.callback_url IS NOT NULL AND NEW.status IN ('COMPLETED', 'FAILED')",
+        CALLBACK_TESTS,
+        quick=True,
+    ),
+    Mutant(
+        "what is POSTed is signed without its body",
+        "src/orchestrator/webhooks.py",
+        "sign(message_id, at, body.decode())",
+        'sign(message_id, at, "")',
+        ("tests/unit/test_crm_sync.py", *CALLBACK_TESTS),
+        quick=True,
     ),
 ]

@@ -20,6 +20,7 @@ from orchestrator import metrics, tracing
 from orchestrator.db import engine_options, prepare
 from orchestrator.job import registry_for
 from orchestrator.queue import RUN_TASK, make_queue
+from orchestrator.runner.callbacks import callbacks_forever
 from orchestrator.runner.execute import Runner
 from orchestrator.runner.reconciler import reconcile_forever
 from orchestrator.runner.retention import retention_forever
@@ -140,6 +141,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         background.append(asyncio.create_task(reconcile_forever(engine, queue, settings)))
         background.append(asyncio.create_task(retention_forever(transitions_engine, settings)))
         background.append(asyncio.create_task(tick_forever(engine, queue, runner.registry, settings)))
+        background.append(asyncio.create_task(callbacks_forever(engine, settings)))
         logger.info("worker %s: %d job types, concurrency %d", worker_id, len(runner.registry), concurrency)
 
     async def shutdown(_: Context) -> None:

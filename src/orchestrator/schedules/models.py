@@ -26,6 +26,8 @@ class Schedule(Timestamped, Base):
     timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    # Given to each task it makes.
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
     # The job type whose module declares it (its fields are the code's), or None (made by the API).
     declared_by: Mapped[str | None] = mapped_column(String(100))
     # The next tick to fire, and the last one fired, both as PostgreSQL's clock counts them.

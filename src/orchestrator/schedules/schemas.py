@@ -20,7 +20,7 @@ from pydantic.json_schema import SkipJsonSchema
 from orchestrator.json_bounds import BoundedJSON
 from orchestrator.plain_text import plain
 from orchestrator.schedules.cron import CRON_PATTERN, cron_syntax, known_timezone, timezones
-from orchestrator.tasks.schemas import JobTypeName, TaskRead
+from orchestrator.tasks.schemas import CallbackUrl, JobTypeName, TaskRead
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(plain)]
 CronText = Annotated[
@@ -54,11 +54,13 @@ class ScheduleCreate(BaseModel):
     timezone: Timezone = "UTC"
     enabled: bool = True
     lead_id: uuid.UUID | None = None
+    callback_url: CallbackUrl | None = Field(default=None, description="Given to each task it makes")
 
 
 class SchedulePatch(BaseModel):
-    """Only the fields given change; `lead_id: null` clears the lead. A new `payload` comes with
-    its `type` (the same one or another), as the type decides its schema."""
+    """Only the fields given change; `lead_id: null` clears the lead, `callback_url: null` the
+    callback. A new `payload` comes with its `type` (the same one or another), as the type
+    decides its schema."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -69,10 +71,11 @@ class SchedulePatch(BaseModel):
     timezone: Timezone | SkipJsonSchema[None] = None
     enabled: bool | SkipJsonSchema[None] = None
     lead_id: uuid.UUID | None = None
+    callback_url: CallbackUrl | None = None
 
     @model_validator(mode="after")
     def _as_documented(self) -> SchedulePatch:
-        for name in self.model_fields_set - {"lead_id"}:
+        for name in self.model_fields_set - {"lead_id", "callback_url"}:
             if getattr(self, name) is None:
                 raise ValueError(f"{name}: may not be null (leave it out to keep it)")
         if "payload" in self.model_fields_set and "type" not in self.model_fields_set:
@@ -94,6 +97,7 @@ class ScheduleRead(BaseModel):
     timezone: str
     enabled: bool
     lead_id: uuid.UUID | None
+    callback_url: str | None = Field(default=None, description="Given to each task it makes")
     declared_by: str | None = Field(
         description="The job type whose module declares it: only `enabled` may change here"
     )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.callbacks import targets
 from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.pagination import page
 from orchestrator.schedules.cron import Cron
@@ -31,6 +32,7 @@ async def create_schedule(session: AsyncSession, registry: Registry, data: Sched
     """A schedule whose type, payload, cron and timezone are valid; it first fires at the next
     tick after now, by the database's clock."""
     payload = registry.check(data.type, data.payload).stored()
+    targets.check(data.callback_url, _allowed_hosts(registry))
     cron = Cron.parse(data.cron, data.timezone)
     schedule = Schedule(
         name=data.name,
@@ -40,6 +42,7 @@ async def create_schedule(session: AsyncSession, registry: Registry, data: Sched
         timezone=cron.timezone,
         enabled=data.enabled,
         lead_id=data.lead_id,
+        callback_url=data.callback_url,
         next_run_at=cron.next_after(await _now(session)),
     )
     session.add(schedule)
@@ -90,6 +93,7 @@ async def patch_schedule(
             " job's module; change it there (only `enabled` may change here)",
             field=fixed[0],
         )
+    targets.check(given.get("callback_url"), _allowed_hosts(registry))
     if "payload" in given:
         given["payload"] = registry.check(given["type"], given["payload"]).stored()
     elif "type" in given:
@@ -118,6 +122,10 @@ async def delete_schedule(session: AsyncSession, schedule_id: uuid.UUID) -> None
     start unless its module no longer declares it: pause it instead."""
     await session.delete(await get_schedule(session, schedule_id, lock=True))
     await session.flush()
+
+
+def _allowed_hosts(registry: Registry) -> list[str]:
+    return registry.settings.callback_allowed_hosts if registry.settings is not None else []
 
 
 async def _now(session: AsyncSession) -> Any:

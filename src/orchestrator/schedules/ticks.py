@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 
 DUE = text(
     """
-    SELECT id, name, type, payload, cron, timezone, lead_id, next_run_at, now() AS now FROM schedules
+    SELECT id, name, type, payload, cron, timezone, lead_id, callback_url, next_run_at, now() AS now
+    FROM schedules
     WHERE enabled AND next_run_at <= now()
     ORDER BY next_run_at LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -109,6 +110,7 @@ async def fire_due(db: AsyncConnection, registry: Registry, catch_up_s: float, l
                 # A type this worker does not know (a rolling deploy): the default policy's attempts.
                 max_attempts=(job_type.retry if job_type is not None else RetryPolicy()).max_attempts,
                 lead_id=schedule.lead_id,
+                callback_url=schedule.callback_url,
             )
             if task is not None:
                 recorded.append(task)

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from uuid_utils.compat import uuid7
 
+from orchestrator.callbacks.models import Callback
 from orchestrator.db import Base, Timestamped, string_enum
 from orchestrator.tasks.status import TaskStatus
 
@@ -64,10 +65,15 @@ class Task(Timestamped, Base):
     scheduled_for: Mapped[dt.datetime | None]
     # The W3C traceparent of the request that wrote it: each attempt's run continues that trace.
     trace_context: Mapped[str | None] = mapped_column(String(100))
+    # Where its end is POSTed: a trigger records a callback each time it becomes final.
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
 
     # Loaded only when asked for (selectinload): a lazy load would be hidden I/O in async code.
     history: Mapped[list[TaskEvent]] = relationship(order_by="TaskEvent.id", lazy="raise", viewonly=True)
     children: Mapped[list[Task]] = relationship(order_by="Task.step", lazy="raise", viewonly=True)
+    callbacks: Mapped[list[Callback]] = relationship(
+        order_by="Callback.created_at", lazy="raise", viewonly=True
+    )
 
     __mapper_args__ = {"eager_defaults": True}
     __table_args__ = (

@@ -36,6 +36,15 @@ JobTypeName = Annotated[
 
 
 ConcurrencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(plain)]
+# Which hosts it may name is the deployment's (CALLBACK_ALLOWED_HOSTS), checked at submit; a
+# JSON Schema format of our own, which the OpenAPI document replaces with those hosts' pattern.
+CALLBACK_MARK = "callback-url"
+CallbackUrl = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$"),
+    AfterValidator(plain),
+    WithJsonSchema({"type": "string", "format": CALLBACK_MARK}),
+]
 
 
 # Years 1970 to 9998, as written (offset and all): beyond them PostgreSQL's timestamps and
@@ -77,6 +86,11 @@ class TaskCreate(BaseModel):
     concurrency_key: ConcurrencyKey | None = Field(
         default=None,
         description="Tasks with the same key never run at once, and run in the order they were submitted",
+    )
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="POSTed the task's end, signed (Standard Webhooks), each time it becomes final;"
+        " its host must be one the deployment allows",
     )
 
 
@@ -145,11 +159,31 @@ class TaskRead(BaseModel):
     concurrency_key: str | None = Field(default=None, description="No two tasks with one key run at once")
     schedule_id: uuid.UUID | None = Field(default=None, description="The schedule that made it")
     scheduled_for: dt.datetime | None = Field(default=None, description="The schedule's tick it was made for")
+    callback_url: str | None = Field(default=None, description="Where its end is POSTed")
+
+
+class CallbackRead(BaseModel):
+    """One POST of the task's end: its `webhook-id`, and how its delivery went."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(description="The webhook-id header, the same on every attempt")
+    url: str
+    event: str = Field(description="task.completed, task.failed or task.cancelled")
+    attempts: int
+    created_at: dt.datetime
+    next_at: dt.datetime = Field(
+        description="When the next attempt is due, while neither delivered nor given up"
+    )
+    delivered_at: dt.datetime | None
+    given_up_at: dt.datetime | None
+    last_error: str | None
 
 
 class TaskDetail(TaskRead):
     history: list[TaskEventRead]
     children: list[TaskRead] = Field(default_factory=list, description="Steps of a workflow, in order")
+    callbacks: list[CallbackRead] = Field(default_factory=list, description="Its ends POSTed to callback_url")
 
 
 class TaskBatchRead(BaseModel):

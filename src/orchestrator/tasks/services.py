@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from orchestrator import metrics
+from orchestrator.callbacks import targets
 from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.metrics import TaskEvent
 from orchestrator.pagination import page
@@ -53,6 +54,8 @@ async def submit_task(
 
 
 def _checked(registry: Registry, data: TaskCreate) -> CheckedPayload:
+    settings = registry.settings
+    targets.check(data.callback_url, settings.callback_allowed_hosts if settings is not None else [])
     checked = registry.check(data.type, data.payload)
     if data.timeout_s is not None and data.timeout_s > checked.job_type.timeout_s:
         raise Unprocessable(
@@ -70,6 +73,7 @@ def _new_task(data: TaskCreate, checked: CheckedPayload) -> transitions.NewTask:
         run_at=data.run_at,
         timeout_s=data.timeout_s,
         concurrency_key=data.concurrency_key,
+        callback_url=data.callback_url,
     )
 
 
@@ -145,7 +149,7 @@ async def get_task_detail(session: AsyncSession, task_id: uuid.UUID) -> Task:
     query = (
         select(Task)
         .where(Task.id == task_id)
-        .options(selectinload(Task.history), selectinload(Task.children))
+        .options(selectinload(Task.history), selectinload(Task.children), selectinload(Task.callbacks))
     )
     task = await session.scalar(query)
     if task is None:

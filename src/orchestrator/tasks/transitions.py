@@ -106,9 +106,9 @@ RECORD = select(Task).from_statement(
         f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, parent_id,
-                               step, timeout_s, run_at, trace_context, concurrency_key)
+                               step, timeout_s, run_at, trace_context, concurrency_key, callback_url)
             VALUES (:id, :type, 'PENDING', :payload, 0, :max_attempts, :lead_id, :parent_id, :step,
-                    :timeout_s, coalesce(:run_at, now()), :trace_context, :concurrency_key)
+                    :timeout_s, coalesce(:run_at, now()), :trace_context, :concurrency_key, :callback_url)
             RETURNING *
         ), event AS (
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
@@ -124,6 +124,7 @@ RECORD = select(Task).from_statement(
         bindparam("step", type_=Integer),
         bindparam("trace_context", type_=Text),
         bindparam("concurrency_key", type_=Text),
+        bindparam("callback_url", type_=Text),
     )
     .columns(*Task.__table__.columns)
 )
@@ -135,11 +136,14 @@ RECORD_MANY = select(Task).from_statement(
         f"""
         WITH task AS (
             INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at, timeout_s,
-                               trace_context, concurrency_key)
+                               trace_context, concurrency_key, callback_url)
             SELECT id, type, 'PENDING', CAST(payload AS JSONB), 0, max_attempts, lead_id,
-                   coalesce(run_at, now()), timeout_s, CAST(:trace_context AS TEXT), concurrency_key
-            FROM unnest(:ids, :types, :payloads, :max_attempts, :lead_ids, :run_ats, :timeouts, :keys)
-                AS given (id, type, payload, max_attempts, lead_id, run_at, timeout_s, concurrency_key)
+                   coalesce(run_at, now()), timeout_s, CAST(:trace_context AS TEXT), concurrency_key,
+                   callback_url
+            FROM unnest(:ids, :types, :payloads, :max_attempts, :lead_ids, :run_ats, :timeouts, :keys,
+                        :callback_urls)
+                AS given (id, type, payload, max_attempts, lead_id, run_at, timeout_s, concurrency_key,
+                          callback_url)
             RETURNING *
         ), event AS (
             INSERT INTO task_events (task_id, from_status, to_status, attempt)
@@ -157,6 +161,7 @@ RECORD_MANY = select(Task).from_statement(
         bindparam("run_ats", type_=ARRAY(TIMESTAMP(timezone=True))),
         bindparam("timeouts", type_=ARRAY(Double)),
         bindparam("keys", type_=ARRAY(Text)),
+        bindparam("callback_urls", type_=ARRAY(Text)),
     )
     .columns(*Task.__table__.columns)
 )
@@ -173,6 +178,7 @@ class NewTask:
     run_at: dt.datetime | None = None
     timeout_s: float | None = None
     concurrency_key: str | None = None
+    callback_url: str | None = None
 
 
 async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
@@ -187,6 +193,7 @@ async def record_many(session: AsyncSession, new: list[NewTask]) -> list[Task]:
         "run_ats": [task.run_at for task in new],
         "timeouts": [task.timeout_s for task in new],
         "keys": [task.concurrency_key for task in new],
+        "callback_urls": [task.callback_url for task in new],
         "trace_context": tracing.traceparent(),
     }
     by_id = {task.id: task for task in (await session.scalars(RECORD_MANY, params)).all()}
@@ -201,9 +208,9 @@ RECORD_TICK = text(
     """
     WITH task AS (
         INSERT INTO tasks (id, type, status, payload, attempts, max_attempts, lead_id, run_at,
-                           schedule_id, scheduled_for)
+                           schedule_id, scheduled_for, callback_url)
         VALUES (:id, :type, 'PENDING', CAST(:payload AS JSONB), 0, :max_attempts, :lead_id, :tick,
-                :schedule_id, :tick)
+                :schedule_id, :tick, :callback_url)
         ON CONFLICT (schedule_id, scheduled_for) WHERE schedule_id IS NOT NULL DO NOTHING
         RETURNING id, attempts, run_at, updated_at
     ), event AS (
@@ -213,7 +220,11 @@ RECORD_TICK = text(
     )
     SELECT id, attempts, run_at, updated_at FROM task
     """
-).bindparams(bindparam("tick", type_=TIMESTAMP(timezone=True)), bindparam("schedule_id", type_=Uuid))
+).bindparams(
+    bindparam("tick", type_=TIMESTAMP(timezone=True)),
+    bindparam("schedule_id", type_=Uuid),
+    bindparam("callback_url", type_=Text),
+)
 
 
 async def record_tick(
@@ -225,6 +236,7 @@ async def record_tick(
     payload: dict[str, Any],
     max_attempts: int,
     lead_id: uuid.UUID | None,
+    callback_url: str | None = None,
 ) -> Row[Any] | None:
     """The task of a schedule's tick (id, attempts, run_at, updated_at), or None when that tick
     had one already."""
@@ -236,6 +248,7 @@ async def record_tick(
         "payload": json.dumps(payload),
         "max_attempts": max_attempts,
         "lead_id": lead_id,
+        "callback_url": callback_url,
     }
     row = (await db.execute(RECORD_TICK, params)).first()
     if row is not None:
@@ -377,6 +390,7 @@ async def record(
     run_at: dt.datetime | None = None,
     timeout_s: float | None = None,
     concurrency_key: str | None = None,
+    callback_url: str | None = None,
 ) -> Task:
     """A new PENDING task and its first event, in the session's transaction; the caller commits.
     The id is a uuid7 from this host's clock: unique, but not an order to rely on (`step` is)."""
@@ -392,6 +406,7 @@ async def record(
         "run_at": run_at,
         "trace_context": tracing.traceparent(),
         "concurrency_key": concurrency_key,
+        "callback_url": callback_url,
     }
     task: Task = (await session.scalars(RECORD, params)).one()
     metrics.task_event(type, TaskEvent.SUBMITTED)

@@ -1,0 +1,1 @@
+"""Completion callbacks: a task's end POSTed, signed, to the URL it names."""
