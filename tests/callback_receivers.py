@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -25,6 +26,9 @@ class CallbackReceiver(ThreadingHTTPServer):
         self.arrived = threading.Event()
         self.release = threading.Event()
         self.release.set()  # set: answer at once; cleared: hold each answer until set
+        self.answer_body = b""  # what a planned answer says
+        self.trickle_s = 0.0  # > 0: the answer's body comes a byte at a time, this far apart
+        self.location = ""  # a Location header on every answer, when set
 
     @property
     def url(self) -> str:
@@ -68,9 +72,16 @@ class _Handler(BaseHTTPRequestHandler):
                     "path": self.path,
                 }
             )
+        body = self.server.answer_body if status >= 300 else b""
         self.send_response(status)
-        self.send_header("Content-Length", "0")
+        self.send_header("Content-Length", str(len(body)))
+        if self.server.location:
+            self.send_header("Location", self.server.location)
         self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(self.server.trickle_s)
 
     def log_message(self, *_: Any) -> None:
         pass

@@ -23,7 +23,7 @@ UNDELIVERED = "delivered_at IS NULL AND given_up_at IS NULL"
 # through the API, a workflow's steps cancelled with it) is covered without knowing of it. The
 # body is the task as it ended; a retry through the API that ends again makes another.
 CALLBACK_TIME = """
-CREATE OR REPLACE FUNCTION callback_time(at TIMESTAMPTZ) RETURNS TEXT LANGUAGE sql IMMUTABLE AS $$
+CREATE OR REPLACE FUNCTION callback_time(at TIMESTAMPTZ) RETURNS TEXT LANGUAGE sql STABLE AS $$
     SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$
 """

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import os
 import re
 from functools import lru_cache
@@ -117,6 +119,12 @@ class Settings(BaseSettings):
     schedule_poll_s: float = Field(
         default=1.0, gt=0, description="How often each worker process fires the due schedules' ticks"
     )
+    schedules_max: int = Field(
+        default=1000,
+        ge=1,
+        le=1_000_000,
+        description="Schedules the API may hold (declared ones not counted): each costs every worker a look",
+    )
     schedule_catch_up_s: float = Field(
         default=30.0,
         ge=0,
@@ -161,7 +169,10 @@ class Settings(BaseSettings):
     )
     callback_timeout_s: float = Field(default=10.0, gt=0, le=60, description="One callback POST's time limit")
     callback_max_attempts: int = Field(
-        default=10, ge=1, le=30, description="POSTs of one callback before it is given up (backoff to 1 h)"
+        default=24,
+        ge=1,
+        le=50,
+        description="POSTs of one callback before it is given up: 24 span 11 to 14 h (backoff up to 1 h)",
     )
     callback_poll_s: float = Field(
         default=1.0, gt=0, description="How often each worker looks for due callbacks"
@@ -188,7 +199,19 @@ class Settings(BaseSettings):
         """TASK_RETENTION in seconds; None: kept forever."""
         return duration_s(self.task_retention) or None
 
-    @field_validator("email_allowed_domains", "callback_allowed_hosts")
+    @field_validator("callback_allowed_hosts")
+    @classmethod
+    def _hosts_as_urls_write_them(cls, hosts: list[str]) -> list[str]:
+        return [normal_host(host) for host in hosts if host.strip()]
+
+    @field_validator("crm_webhook_secret", "callback_secret")
+    @classmethod
+    def _signing_key_decodes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().startswith("whsec_"):
+            signing_key(value.get_secret_value())  # its ValueError says what is wrong
+        return value
+
+    @field_validator("email_allowed_domains")
     @classmethod
     def _domains_in_lower_case(cls, domains: list[str]) -> list[str]:
         return [domain.strip().lower() for domain in domains if domain.strip()]
@@ -219,6 +242,11 @@ class Settings(BaseSettings):
         if self.callback_allowed_hosts and not self.callback_secret:
             raise ValueError(
                 "CALLBACK_ALLOWED_HOSTS needs CALLBACK_SECRET: receivers must be able to verify us"
+            )
+        if self.callback_secret and not self.callback_secret.get_secret_value().startswith("whsec_"):
+            raise ValueError(
+                "CALLBACK_SECRET: a Standard Webhooks key, whsec_ and the base64 of 24 to 64 random bytes,"
+                " which receivers' libraries read as such"
             )
         return self
 
@@ -289,3 +317,43 @@ def _with_driver(url: str, driver: str) -> URL:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def signing_key(secret: str) -> bytes:
+    """The bytes a Standard Webhooks key `whsec_<base64>` stands for (24 to 64, as the scheme
+    asks); any other text is its UTF-8 bytes (a CRM key set before the scheme)."""
+    if not secret.startswith("whsec_"):
+        return secret.encode()
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raise ValueError("a whsec_ key is whsec_ and standard base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"a whsec_ key stands for 24 to 64 bytes, not {len(key)}")
+    return key
+
+
+def normal_host(entry: str) -> str:
+    """An allowed host as a URL's host reads once parsed: lower case, IDNA (punycode), no
+    trailing dot; `*.` and a domain for any host under it; an IPv6 address without brackets."""
+    text = entry.strip().lower().rstrip(".")
+    wildcard = text.startswith("*.")
+    name = text.removeprefix("*.").strip("[]")
+    if not name or any(c in name for c in "/@?#*") or (":" in name and not _ipv6(name)):
+        raise ValueError(
+            f"CALLBACK_ALLOWED_HOSTS: {entry!r} is not a host name or address (no scheme, port or path)"
+        )
+    if ":" not in name:
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError(f"CALLBACK_ALLOWED_HOSTS: {entry!r} is not a valid host name") from None
+    return f"*.{name}" if wildcard else name
+
+
+def _ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True

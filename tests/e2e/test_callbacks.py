@@ -1,6 +1,7 @@
 """Completion callbacks with real processes: the API, worker processes, and an integrator's
 receiver on 127.0.0.1 that verifies each POST with the Standard Webhooks library. A worker killed
-(SIGKILL) while its POST is at the receiver: another sends it again under the same webhook-id,
+(SIGKILL) while its POST is at the receiver: another, on a host whose clock is ten minutes
+ahead, sends it again under the same webhook-id,
 and the receiver, remembering ids, has it once; once recorded delivered, it never comes again."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from tests.callback_receivers import CallbackReceiver
-from tests.helpers import CALLBACK_SECRET, bearer, one_worker, serving, submit, wait_for
+from tests.helpers import CALLBACK_SECRET, bearer, clock_off_by, one_worker, serving, submit, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -72,7 +73,9 @@ async def test_each_end_is_posted_signed_once(start_api, api_key, settings, tmp_
 async def test_a_callback_outlives_a_worker_killed_mid_post(start_api, api_key, settings, tmp_path, receiver):
     api = await start_api(workers=1, **API)
     first = one_worker(settings, tmp_path / "first.log", **FAST)
-    second = one_worker(settings, tmp_path / "second.log", **FAST)
+    # Its host's clock ten minutes ahead: the signature's timestamp is PostgreSQL's, or the
+    # receiver (which allows five minutes) would refuse it.
+    second = one_worker(settings, tmp_path / "second.log", **FAST, **clock_off_by(600))
     receiver.release.clear()  # the first POST is held at the receiver
     first.start()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 
@@ -20,7 +21,7 @@ SECRETS = {
     "db": "pw-db-5e4c1a",
     "webhook": "whsec-5e4c1b",
     "smtp": "pw-smtp-5e4c1c",
-    "callback": "whsec-5e4c1d",
+    "callback": "whsec_" + base64.b64encode(b"callback-key-5e4c1d-of-24").decode(),
 }
 
 

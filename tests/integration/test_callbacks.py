@@ -8,12 +8,12 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from orchestrator.callbacks.deliver import deliver_due
+from orchestrator.callbacks.deliver import attempt, client, deliver_due, take
+from orchestrator.runner.retention import retention_once
 from orchestrator.tasks.transitions import expire_leases
 from tests.callback_receivers import CallbackReceiver
 from tests.helpers import serving, submit
@@ -21,6 +21,7 @@ from tests.helpers import serving, submit
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
+    import httpx
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from orchestrator.settings import Settings
@@ -40,9 +41,9 @@ def receiver() -> Iterator[CallbackReceiver]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5, follow_redirects=False) as client:
-        yield client
+async def http(settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with client(settings) as made:  # the workers' own
+        yield made
 
 
 async def callbacks_of(engine: AsyncEngine, task_id: str) -> list[Any]:
@@ -231,17 +232,103 @@ async def test_a_host_no_longer_allowed_is_not_called(client, engine, receiver, 
     assert receiver.calls() == []
 
 
-async def test_a_redirect_is_not_followed(client, engine, http, settings):
-    class Redirecting(CallbackReceiver):
-        pass
-
-    with serving(Redirecting()) as redirecting:
-        redirecting.answers = [302]
-        task_id = await cancelled(client, redirecting)  # type: ignore[arg-type]
+async def test_a_redirect_is_not_followed(client, engine, receiver, http, settings):
+    with serving(CallbackReceiver()) as elsewhere:
+        receiver.answers = [307]
+        receiver.location = elsewhere.url  # type: ignore[attr-defined]
+        task_id = await cancelled(client, receiver)
         await deliver_due(engine, http, settings)
         [row] = await callbacks_of(engine, task_id)
+        assert elsewhere.calls() == []  # type: ignore[attr-defined]
     assert row.delivered_at is None
-    assert "answered 302" in row.last_error
+    assert "answered 307" in row.last_error
+
+
+async def test_a_receiver_trickling_its_answer_is_cut_at_the_attempts_deadline(
+    client, engine, receiver, http, settings
+):
+    quick = settings.model_copy(update={"callback_timeout_s": 1.0})
+    receiver.answers = [500]
+    receiver.answer_body = b"x" * 30
+    receiver.trickle_s = 0.2  # each read well within a read timeout, the whole 6 s
+    task_id = await cancelled(client, receiver)
+    async with asyncio.timeout(5):
+        await deliver_due(engine, http, quick)
+    [row] = await callbacks_of(engine, task_id)
+    assert row.last_error == "no answer within 1 s"
+    assert row.delivered_at is None
+
+
+async def test_an_answer_postgresql_cannot_store_is_recorded_all_the_same(
+    client, engine, receiver, http, settings
+):
+    receiver.answers = [500]
+    receiver.answer_body = b"bad\x00answer"
+    task_id = await cancelled(client, receiver)
+    await deliver_due(engine, http, settings)
+    [row] = await callbacks_of(engine, task_id)
+    assert row.attempts == 1
+    assert "answered 500: bad" in row.last_error
+    assert row.next_at > row.created_at  # backoff set: not taken again at once
+
+
+async def test_a_late_attempt_taken_over_records_nothing_over_the_newer_one(
+    client, engine, receiver, http, settings
+):
+    task_id = await cancelled(client, receiver)
+    [stale] = await take(engine, settings)
+    await due_now(engine, task_id)  # its hold is over: another worker takes it
+    [newer] = await take(engine, settings)
+    assert newer.attempts == 2
+    receiver.answers = [500]
+    await attempt(engine, http, settings, stale)  # the late one fails, at last
+    [row] = await callbacks_of(engine, task_id)
+    assert row.last_error is None
+    assert row.attempts == 2
+
+
+async def test_a_host_name_that_resolves_to_a_private_address_is_not_called(
+    client, engine, receiver, http, settings
+):
+    named = settings.model_copy(update={"callback_allowed_hosts": ["localhost", "127.0.0.1"]})
+    from tests.helpers import app_client
+
+    port = receiver.server_address[1]
+    async with app_client(named, await _key(settings)) as local:
+        task_id = await submit(
+            local, "noop", {}, callback_url=f"http://localhost:{port}/hook", run_at="2999-01-01T00:00:00Z"
+        )
+        assert (await local.post(f"/tasks/{task_id}/cancel")).status_code == 200
+    await deliver_due(engine, http, named)
+    [row] = await callbacks_of(engine, task_id)
+    assert "not a public address" in row.last_error
+    assert receiver.calls() == []
+
+
+async def _key(settings) -> str:
+    from orchestrator.auth.keys import issue_key
+    from orchestrator.auth.models import Scope
+
+    return await issue_key(settings, f"callbacks-{uuid.uuid4().hex[:6]}", Scope.WRITE)
+
+
+async def test_retention_keeps_a_task_whose_callback_is_not_delivered_yet(
+    client, engine, receiver, http, settings
+):
+    receiver.answers = [500]
+    task_id = await cancelled(client, receiver)
+    await deliver_due(engine, http, settings)
+    async with engine.begin() as db:
+        await db.execute(
+            text("UPDATE tasks SET finished_at = now() - interval '2 days' WHERE id = :id"),
+            {"id": uuid.UUID(task_id)},
+        )
+    await retention_once(engine, keep_s=3600, interval_s=0)
+    assert len(await callbacks_of(engine, task_id)) == 1
+    await due_now(engine, task_id)
+    await deliver_due(engine, http, settings)  # delivered now
+    await retention_once(engine, keep_s=3600, interval_s=0)
+    assert (await client.get(f"/tasks/{task_id}")).status_code == 404
 
 
 async def test_a_sender_gone_mid_post_leaves_it_due_again_with_the_same_id(

@@ -302,3 +302,48 @@ def test_a_wrong_declaration_is_named(registry):
     wrong = declaring(registry, Scheduled(name="broken", cron="0 3 * *"))
     with pytest.raises(ValueError, match="job type 'noop', schedule 'broken': cron"):
         check_declared(wrong)
+
+
+async def test_the_api_makes_no_more_schedules_than_schedules_max_even_all_at_once(settings, api_key):
+    from tests.helpers import app_client
+
+    capped = settings.model_copy(update={"schedules_max": 3})
+    async with app_client(capped, api_key) as client:
+        body = {"type": "noop", "cron": "0 3 * * *"}
+        answers = await asyncio.gather(
+            *(client.post("/schedules", json=body | {"name": f"cap-{n}"}) for n in range(6))
+        )
+        assert sorted(answer.status_code for answer in answers) == [201, 201, 201, 409, 409, 409]
+        refused = next(answer for answer in answers if answer.status_code == 409).json()
+        assert "at most 3" in refused["detail"]
+        assert "SCHEDULES_MAX" in refused["detail"]
+        made = next(answer for answer in answers if answer.status_code == 201).json()
+        assert (await client.delete(f"/schedules/{made['id']}")).status_code == 204
+        assert (await client.post("/schedules", json=body | {"name": "cap-again"})).status_code == 201
+        assert len((await client.get("/schedules")).json()["items"]) == 3
+
+
+async def test_two_creations_at_once_cannot_both_take_the_last_place(engine, settings):
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from orchestrator.errors import Conflict
+    from orchestrator.schedules.schemas import ScheduleCreate
+    from orchestrator.schedules.services import create_schedule
+
+    capped = discover(
+        ["jobs", "tests.jobs"], test_types=True, settings=settings.model_copy(update={"schedules_max": 1})
+    )
+    sessions = async_sessionmaker(engine)
+
+    def body(name: str) -> ScheduleCreate:
+        return ScheduleCreate(name=name, type="noop", cron="0 3 * * *")
+
+    async with sessions() as first, sessions() as second:
+        await first.begin()
+        await create_schedule(first, capped, body("last-place-1"))  # the last place, not yet committed
+        second_try = asyncio.create_task(create_schedule(second, capped, body("last-place-2")))
+        await asyncio.sleep(0.5)
+        assert not second_try.done()  # it waits for the first to end, rather than count without it
+        await first.commit()
+        with pytest.raises(Conflict, match="at most 1"):
+            await second_try

@@ -4,8 +4,6 @@ sends it (httpx), so the host checked is the host called."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
 from orchestrator.errors import Unprocessable
@@ -55,12 +53,15 @@ def _host_pattern(entry: str) -> str:
     if entry.startswith("*."):
         return r"(?:[A-Za-z0-9_-]+\.)+" + _any_case(entry[2:])
     if ":" in entry:  # an IPv6 address, bracketed in a URL
-        return r"\[" + re.escape(entry) + r"\]"
+        return r"\[" + _any_case(entry) + r"\]"
     return _any_case(entry)
 
 
 def _any_case(text: str) -> str:
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in text)
+    """Letters in either case, dots escaped, the rest (digits, `-`, `_`, `:`) as they are: the
+    settings leave nothing else in a host, and an escaped `-` would be an error in a JavaScript
+    validator's pattern."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else "\\." if c == "." else c for c in text)
 
 
 def check(url: str | None, allowed: list[str], field: str = FIELD) -> None:

@@ -33,7 +33,10 @@ Name = Annotated[str, StringConstraints(max_length=200), AfterValidator(plain)]
 
 
 def _any_case(word: str) -> str:
-    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+    # `-` left as it is: escaped, it is an error in a JavaScript validator's pattern (u flag).
+    return "".join(
+        f"[{c.lower()}{c.upper()}]" if c.isalpha() else c if c == "-" else re.escape(c) for c in word
+    )
 
 
 # What email-validator accepts, as a pattern the API also applies, so that the document and the

@@ -1,14 +1,14 @@
-"""The callbacks' loop in every worker process: POST what is due, then look again."""
+"""The callbacks' loop in every worker process: up to BATCH attempts under way at once, each on
+its own (a slow receiver holds its own attempt, not the others), more taken as they end."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-import httpx
-
-from orchestrator.callbacks.deliver import BATCH, deliver_due
+from orchestrator.callbacks.deliver import BATCH, attempt, client, take
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,15 +19,27 @@ logger = logging.getLogger(__name__)
 
 
 async def callbacks_forever(engine: AsyncEngine, settings: Settings) -> None:
-    # Redirects are not followed: the allowed host is the one called.
-    async with httpx.AsyncClient(timeout=settings.callback_timeout_s, follow_redirects=False) as http:
-        while True:
-            try:
-                taken = await deliver_due(engine, http, settings)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # PostgreSQL away: the rows wait, due, for the next round
-                logger.warning("callbacks round failed", exc_info=True)
-                taken = 0
-            if taken < BATCH:  # a full batch: more may be due at once
-                await asyncio.sleep(settings.callback_poll_s)
+    under_way: set[asyncio.Task[None]] = set()
+    async with client(settings) as http:
+        try:
+            while True:
+                taken = []
+                try:
+                    if free := BATCH - len(under_way):
+                        taken = await take(engine, settings, free)
+                except Exception:  # PostgreSQL away: the rows wait, due, for the next round
+                    logger.warning("callbacks round failed", exc_info=True)
+                for row in taken:
+                    task = asyncio.create_task(attempt(engine, http, settings, row))
+                    under_way.add(task)
+                    task.add_done_callback(under_way.discard)
+                if not taken or len(under_way) >= BATCH:
+                    await asyncio.sleep(settings.callback_poll_s)
+        finally:
+            # Stopping: the attempts under way end (within their deadline) and are recorded,
+            # rather than sent again by another worker once their hold is over.
+            if under_way:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait(under_way, timeout=settings.callback_timeout_s + 1)
+                for task in under_way:
+                    task.cancel()

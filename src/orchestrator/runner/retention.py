@@ -38,6 +38,9 @@ ROOTS_AND_TREES = text(
         SELECT id FROM tasks
         WHERE parent_id IS NULL AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')
           AND finished_at < now() - make_interval(secs => :keep_s)
+          -- A callback still to deliver keeps its task (steps have none): it is given up at last.
+          AND NOT EXISTS (SELECT 1 FROM callbacks AS c WHERE c.task_id = tasks.id
+                          AND c.delivered_at IS NULL AND c.given_up_at IS NULL)
         ORDER BY finished_at LIMIT :batch
         FOR UPDATE SKIP LOCKED
     ), tree AS (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.callbacks import targets
@@ -12,6 +12,7 @@ from orchestrator.errors import Conflict, NotFound, Unprocessable
 from orchestrator.pagination import page
 from orchestrator.schedules.cron import Cron
 from orchestrator.schedules.models import NAME_KEY, Schedule
+from orchestrator.settings import Settings
 from orchestrator.tasks.models import Task
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ async def create_schedule(session: AsyncSession, registry: Registry, data: Sched
     payload = registry.check(data.type, data.payload).stored()
     targets.check(data.callback_url, _allowed_hosts(registry))
     cron = Cron.parse(data.cron, data.timezone)
+    await _room_for_one_more(session, registry)
     schedule = Schedule(
         name=data.name,
         type=data.type,
@@ -122,6 +124,26 @@ async def delete_schedule(session: AsyncSession, schedule_id: uuid.UUID) -> None
     start unless its module no longer declares it: pause it instead."""
     await session.delete(await get_schedule(session, schedule_id, lock=True))
     await session.flush()
+
+
+_DEFAULTS = Settings.model_construct()
+# Creations queue on this lock for the count and the insert, so that two at once cannot both
+# take the last place; released when the transaction ends.
+ONE_CREATION_AT_A_TIME = text("SELECT pg_advisory_xact_lock(hashtext('orchestrator: create a schedule'))")
+MADE_BY_API = select(func.count()).select_from(Schedule).where(Schedule.declared_by.is_(None))
+
+
+async def _room_for_one_more(session: AsyncSession, registry: Registry) -> None:
+    """A hostile or looping client cannot make schedules without end: every one is looked at by
+    every worker's rounds, and each tick is a task."""
+    most = (registry.settings or _DEFAULTS).schedules_max
+    await session.execute(ONE_CREATION_AT_A_TIME)
+    if (await session.scalar(MADE_BY_API) or 0) >= most:
+        raise Conflict(
+            f"schedules: this deployment holds at most {most} schedules made through the API"
+            " (SCHEDULES_MAX); delete or change one instead",
+            field="name",
+        )
 
 
 def _allowed_hosts(registry: Registry) -> list[str]:
