@@ -31,7 +31,7 @@ from orchestrator.health import HealthController
 from orchestrator.job import registry_for
 from orchestrator.leads.controllers import LeadController, LeadTaskController
 from orchestrator.logs import configure_logging
-from orchestrator.openapi import exact_request_schemas
+from orchestrator.openapi import exact_request_schemas, operation_id
 from orchestrator.queue import make_queue
 from orchestrator.rates import parse_limit
 from orchestrator.saq_ui import (
@@ -136,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             openapi_router=docs_router(),
             render_plugins=[swagger_ui_plugin()],
             components=Components(security_schemes=SECURITY_SCHEMES),
+            operation_id_creator=operation_id,
         ),
         # The process's own logging (orchestrator.logs), set up by the command before Granian
         # forks its workers; the catch-all exception handler logs what it answers with a 500.

@@ -8,7 +8,11 @@ On top of that, rules of the API that no model states field by field:
 - POST /tasks takes one shape per job type: `type` names it, `payload` follows its schema, and
   `timeout_s` is at most the type's;
 - a query or header parameter is absent or a value, never null (Litestar writes `str | None`
-  as "string or null", and clients then send the text "null").
+  as "string or null", and clients then send the text "null");
+- every error answer is a Problem as application/problem+json, the framework's default 400 of
+  routes with parameters too (the API never sends the shape it documents);
+- each operation's id is its handler's name (`create_lead`, `submit_task`), a method name in a
+  generated client.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING, Any
 
-from litestar.openapi.spec import OpenAPIType, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema
 from pydantic.json_schema import models_json_schema
 
 from jobs.workflow_execute import MAX_DEPTH
@@ -28,6 +32,7 @@ from orchestrator.tasks.schemas import CALLBACK_MARK, JOB_TYPE_MARK, TaskBatch, 
 from orchestrator.tasks.workflows import LEAD, NESTED
 
 if TYPE_CHECKING:
+    from litestar.handlers import HTTPRouteHandler
     from litestar.openapi.spec import OpenAPI
     from pydantic import BaseModel
 
@@ -64,6 +69,7 @@ _PLAIN_FORMATS = {"uuid", "date-time", "date", "email"}
 def exact_request_schemas(openapi: OpenAPI, registry: Registry) -> None:
     """Replace the request bodies' component schemas with exact ones (in place, once per process)."""
     _no_null_parameters(openapi)
+    _problems_only(openapi)
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     schemas: dict[str, Any] = openapi.components.schemas
@@ -232,6 +238,27 @@ def _at_most(schema: dict[str, Any], maximum: float) -> None:
     for branch in schema.get("anyOf", [schema]):
         if branch.get("type") == "number":
             branch["maximum"] = min(branch.get("maximum", maximum), maximum)
+
+
+def operation_id(route_handler: HTTPRouteHandler, http_method: Any, path_components: Any) -> str:
+    """The handler's name: Litestar refuses two operations with one id, so they stay unique."""
+    return route_handler.handler_name
+
+
+def _problems_only(openapi: OpenAPI) -> None:
+    """Every error response as the Problem the API sends: Litestar documents a 400 of its own
+    shape (`status_code`, `detail`, `extra`) for routes with parameters, which generated
+    clients cannot read and the API never sends."""
+    for path_item in (openapi.paths or {}).values():
+        for method in ("get", "put", "post", "delete", "patch"):
+            operation = getattr(path_item, method, None)
+            for code, response in ((operation.responses or {}) if operation is not None else {}).items():
+                if int(code) < 400 or not isinstance(response, OpenAPIResponse):
+                    continue
+                content = response.content or {}
+                if set(content) != {"application/problem+json"}:
+                    problem = OpenAPIMediaType(schema=Reference(ref=COMPONENTS + "Problem"))
+                    response.content = {"application/problem+json": problem}
 
 
 def _no_null_parameters(openapi: OpenAPI) -> None:
